@@ -1,0 +1,2 @@
+//! Disk throughput benchmark (being written).
+fn main() {}

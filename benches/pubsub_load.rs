@@ -1,0 +1,2 @@
+//! Pub/sub load generator (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Every nsqd flag and `--config` (being written).

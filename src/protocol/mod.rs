@@ -1,0 +1,1 @@
+//! The NSQ V2 wire protocol, pure (being written).

@@ -1,0 +1,1 @@
+//! ringsq-storage: segmented, checksummed append-only log (being written).

@@ -1,0 +1,9 @@
+//! Any other command name (names are case-sensitive; an empty line is the empty name):
+//! fatal `E_INVALID invalid command %s`, the name echoed as raw bytes.
+
+use crate::protocol::decode::with_raw;
+use crate::protocol::error::ProtocolError;
+
+pub(crate) fn error(name: &[u8]) -> ProtocolError {
+    ProtocolError::fatal("E_INVALID", with_raw("invalid command ", name))
+}

@@ -1,0 +1,1 @@
+//! Decoder tests: every command, error string, limit and split point.

@@ -1,0 +1,84 @@
+//! The `Io` trait: every system call the log makes goes through it, so tests can run the same
+//! code on `io_uring` ([`UringIo`]) and on an in-memory disk that injects faults ([`MemIo`]).
+//!
+//! Buffers are passed by ownership and handed back with the result (`io_uring`'s model: the kernel
+//! owns the buffer while the operation runs). Futures are not `Send`: everything runs on one
+//! thread. A caller must never drop one of these futures before it completes (no `select!` on
+//! them): with `io_uring` the operation would still run.
+
+pub mod mem;
+pub mod uring;
+
+pub use mem::MemIo;
+pub use uring::UringIo;
+
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; create the file, which must not exist.
+    CreateNew,
+    /// Write; create the file or truncate it to zero.
+    CreateTruncate,
+}
+
+/// A storage backend: files, directories and their durability.
+// Single-threaded by design: no `Send` bounds are wanted on these futures.
+#[allow(async_fn_in_trait)]
+pub trait Io: Clone + std::fmt::Debug + 'static {
+    /// An open file.
+    type File: IoFile;
+    /// Opens `path`.
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
+    /// Renames `from` to `to`, replacing `to` (durable only after [`Io::sync_dir`]).
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file (durable only after [`Io::sync_dir`]).
+    async fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Creates a directory and its parents.
+    async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything in it.
+    async fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// fsyncs a directory, making creations, renames and removals in it durable.
+    async fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory, in no particular order.
+    async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
+}
+
+/// An open file of an [`Io`] backend.
+#[allow(async_fn_in_trait)]
+pub trait IoFile: std::fmt::Debug + 'static {
+    /// Reads up to `buf.capacity()` bytes at `pos` into `buf` (cleared first; its length is set to
+    /// the bytes read, 0 at end of file).
+    async fn read_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>);
+    /// Writes all of `buf` at `pos`. On error some prefix may have been written.
+    async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>);
+    /// fdatasync: makes the completed writes to this file durable.
+    async fn sync_data(&self) -> io::Result<()>;
+    /// The file's size in bytes.
+    async fn size(&self) -> io::Result<u64>;
+    /// Truncates (or extends with zeros) the file to `len` bytes.
+    async fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// Reads `[pos, pos + len)` of a file, fewer bytes only at end of file.
+pub async fn read_exact_or_eof<F: IoFile>(file: &F, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let want = len - out.len();
+        let at = pos + u64::try_from(out.len()).map_err(io::Error::other)?;
+        let (res, chunk) = file.read_at(Vec::with_capacity(want), at).await;
+        let n = res?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n.min(chunk.len())]);
+    }
+    Ok(out)
+}

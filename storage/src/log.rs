@@ -1,0 +1,464 @@
+//! The `Log` handle: the public API, the state shared with the writer task, and the waiters.
+//!
+//! Ownership: the writer task (`writer.rs`) owns the write position, the current segment file
+//! and the write buffer; it alone changes `written`, `synced` and the segment table. `append` only
+//! reserves a `Position` and queues the record (in the cache), synchronously, so the order of
+//! `append` calls is the order in the log. Invariants (checked by tests):
+//! `first <= synced <= written <= end`; every record with seq in `[cache front, end)` is in the
+//! cache (records not yet written are never evicted); every record below `written` is in a
+//! segment file.
+
+use crate::error::{Error, Result};
+use crate::format::record_encoded_len;
+use crate::io::Io;
+use crate::position::{Position, Record};
+use crate::recovery::{self, RecoveryReport, SegmentInfo};
+use crate::{reader, writer};
+use bytes::Bytes;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How many past ENOSPC roll-backs waiters can be checked against.
+const ROLLBACKS_KEPT_MAX: usize = 64;
+
+/// Tuning of a log; the defaults are nsqd's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// nsqd `--max-bytes-per-file`: a segment rolls before a record would pass this size
+    /// (header included). A larger record goes alone in its own segment.
+    pub segment_size_bytes_max: u64,
+    /// nsqd `--sync-every`: fdatasync once this many records were written since the last
+    /// fdatasync (0 or 1: after every write).
+    pub sync_every_records: u64,
+    /// nsqd `--sync-timeout`: fdatasync at least this often while anything is unsynced.
+    pub sync_timeout: Duration,
+    /// Appends above this many bytes are refused; on disk a larger length is corruption.
+    pub record_size_max: u32,
+    /// Bytes of recently appended records kept in memory for tail readers.
+    pub cache_bytes_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_size_bytes_max: 100 * 1024 * 1024,
+            sync_every_records: 2500,
+            sync_timeout: Duration::from_secs(2),
+            record_size_max: 1024 * 1024 + 64,
+            cache_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Counters of a log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes in segment files.
+    pub bytes_on_disk: u64,
+    /// Records stored or queued (`end - first`).
+    pub records: u64,
+    /// fdatasync calls on segment files.
+    pub fsyncs: u64,
+    /// Write calls on segment files (one per batch).
+    pub writes: u64,
+    /// Bytes written to segment files (headers included).
+    pub bytes_written: u64,
+}
+
+/// State shared by the handles and the writer task. Never borrowed across an `.await`.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub end: Position,
+    pub written: Position,
+    pub synced: Position,
+    /// Records with seq below this were taken by the writer (written or being written).
+    pub taken: u64,
+    pub cache: VecDeque<Record>,
+    pub cache_bytes: usize,
+    /// Oldest first; the last one is being written.
+    pub segments: VecDeque<SegmentInfo>,
+    pub error: Option<Error>,
+    pub closing: bool,
+    pub writer_done: bool,
+    pub close_result: Option<Result<()>>,
+    /// Highest seq a `wait_synced` caller is waiting for.
+    pub sync_wanted: u64,
+    /// Segments dropped by `retain_from` whose files the writer has yet to delete.
+    pub doomed: Vec<SegmentInfo>,
+    pub rollback_gen: u64,
+    /// (generation, seq rolled back to, error) of recent ENOSPC roll-backs.
+    pub rollbacks: VecDeque<(u64, u64, Error)>,
+    pub stats: LogStats,
+}
+
+impl State {
+    /// Drops cached records that are written, oldest first, while over the budget.
+    pub fn evict(&mut self, cache_bytes_max: usize) {
+        while self.cache_bytes > cache_bytes_max {
+            match self.cache.front() {
+                Some(r) if r.pos.seq < self.written.seq => {
+                    self.cache_bytes -= r.data.len();
+                    self.cache.pop_front();
+                }
+                Some(_) | None => break,
+            }
+        }
+    }
+
+    /// The error for a waiter whose records were failed by an ENOSPC roll-back since `entry_gen`.
+    fn rolled_back(&self, seq_end: u64, entry_gen: u64) -> Option<Error> {
+        if entry_gen == self.rollback_gen {
+            return None;
+        }
+        let oldest_kept = self.rollbacks.front().map_or(u64::MAX, |r| r.0);
+        if entry_gen + 1 < oldest_kept {
+            // History trimmed: fail rather than risk acknowledging a lost record.
+            return self.rollbacks.back().map(|r| r.2.clone());
+        }
+        self.rollbacks
+            .iter()
+            .filter(|(gen, _, _)| *gen > entry_gen)
+            .find(|(_, seq, _)| seq_end > *seq)
+            .map(|r| r.2.clone())
+    }
+
+    pub fn record_rollback(&mut self, error: Error) {
+        self.rollback_gen += 1;
+        self.rollbacks
+            .push_back((self.rollback_gen, self.written.seq, error));
+        if self.rollbacks.len() > ROLLBACKS_KEPT_MAX {
+            self.rollbacks.pop_front();
+        }
+    }
+
+    pub fn first(&self) -> Position {
+        self.segments.front().map_or(self.end, |s| s.base)
+    }
+}
+
+/// What the writer task and the handles share.
+#[derive(Debug)]
+pub(crate) struct Shared<I: Io> {
+    pub io: I,
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    pub state: RefCell<State>,
+    /// Wakes the writer task (a stored permit: no lost wake-ups).
+    pub work: Notify,
+    /// Wakes every waiter when `written`, `synced`, the error or the closed flag change.
+    pub progress: Notify,
+    /// The segment file readers used last (base offset, file), kept open for the next read.
+    pub reader_file: RefCell<Option<(u64, Rc<I::File>)>>,
+}
+
+impl<I: Io> Shared<I> {
+    /// Drops the cached read handle of a removed segment.
+    pub fn forget_reader(&self, base_offset: u64) {
+        let mut cached = self.reader_file.borrow_mut();
+        if cached.as_ref().is_some_and(|(b, _)| *b == base_offset) {
+            *cached = None;
+        }
+    }
+}
+
+/// Stops the writer task when the last handle goes away.
+#[derive(Debug)]
+struct Handle<I: Io> {
+    shared: Rc<Shared<I>>,
+}
+
+impl<I: Io> Drop for Handle<I> {
+    fn drop(&mut self) {
+        self.shared.state.borrow_mut().closing = true;
+        self.shared.work.notify_one();
+    }
+}
+
+/// A segmented, checksummed append-only log. Cheap to clone; single-threaded.
+#[derive(Debug)]
+pub struct Log<I: Io> {
+    handle: Rc<Handle<I>>,
+}
+
+impl<I: Io> Clone for Log<I> {
+    fn clone(&self) -> Self {
+        Log {
+            handle: Rc::clone(&self.handle),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Written,
+    Synced,
+}
+
+impl<I: Io> Log<I> {
+    /// Opens (creating the directory if needed) and recovers the log in `dir`, then spawns its
+    /// writer task with `tokio::task::spawn_local` (so it must run inside a `LocalSet`, as
+    /// `tokio_uring::start` provides).
+    pub async fn open(io: I, dir: &Path, config: LogConfig) -> Result<(Self, RecoveryReport)> {
+        config.validate()?;
+        io.create_dir_all(dir)
+            .await
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let parent = crate::paths::parent_dir(dir);
+        io.sync_dir(&parent)
+            .await
+            .map_err(|e| Error::io("fsync directory", &parent, e))?;
+        let (recovered, report) = recovery::recover(&io, dir, config.record_size_max).await?;
+        tracing::info!(dir = %dir.display(), "{report}");
+        let (writer_parts, segments) = writer::open_current(&io, dir, recovered).await?;
+        let end = segments.back().map(|s| s.end).unwrap_or_default();
+        let state = State {
+            end,
+            written: end,
+            synced: end,
+            taken: end.seq,
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            segments,
+            error: None,
+            closing: false,
+            writer_done: false,
+            close_result: None,
+            sync_wanted: 0,
+            doomed: Vec::new(),
+            rollback_gen: 0,
+            rollbacks: VecDeque::new(),
+            stats: LogStats::default(),
+        };
+        let shared = Rc::new(Shared {
+            io,
+            dir: dir.to_path_buf(),
+            config,
+            state: RefCell::new(state),
+            work: Notify::new(),
+            progress: Notify::new(),
+            reader_file: RefCell::new(None),
+        });
+        tokio::task::spawn_local(writer::Writer::new(Rc::clone(&shared), writer_parts).run());
+        let log = Log {
+            handle: Rc::new(Handle { shared }),
+        };
+        Ok((log, report))
+    }
+
+    fn shared(&self) -> &Shared<I> {
+        &self.handle.shared
+    }
+
+    /// Reserves the next position and queues `data` for the writer task. No `.await`: the order
+    /// of `append` calls is the order of the log.
+    pub fn append(&self, data: Bytes) -> Result<Position> {
+        let shared = self.shared();
+        let max = shared.config.record_size_max;
+        let len = u32::try_from(data.len())
+            .ok()
+            .filter(|&len| len <= max)
+            .ok_or(Error::RecordTooLarge {
+                len: data.len(),
+                max,
+            })?;
+        let mut st = shared.state.borrow_mut();
+        if let Some(e) = &st.error {
+            return Err(Error::Poisoned(Box::new(e.clone())));
+        }
+        if st.closing {
+            return Err(Error::Closed);
+        }
+        let pos = st.end;
+        st.end = Position {
+            seq: pos.seq + 1,
+            offset: pos.offset + record_encoded_len(len),
+        };
+        st.cache_bytes += data.len();
+        st.cache.push_back(Record { pos, data });
+        drop(st);
+        shared.work.notify_one();
+        Ok(pos)
+    }
+
+    /// The position the next append will get.
+    pub fn end(&self) -> Position {
+        self.shared().state.borrow().end
+    }
+
+    /// The oldest record still stored (`end()` when the log is empty).
+    pub fn first(&self) -> Position {
+        self.shared().state.borrow().first()
+    }
+
+    /// Every record with seq below `written().seq` is written to its segment file.
+    pub fn written(&self) -> Position {
+        self.shared().state.borrow().written
+    }
+
+    /// Every record with seq below `synced().seq` is covered by an fdatasync.
+    pub fn synced(&self) -> Position {
+        self.shared().state.borrow().synced
+    }
+
+    /// Resolves when `written().seq >= seq_end`, or with the error that failed those records.
+    /// Call it right after the `append`s it waits for (an ENOSPC roll-back that happens before
+    /// this future is first polled cannot be told apart from later appends).
+    pub async fn wait_written(&self, seq_end: u64) -> Result<()> {
+        self.wait(seq_end, Mark::Written).await
+    }
+
+    /// Group commit: asks for an fdatasync as soon as possible and resolves when
+    /// `synced().seq >= seq_end`. Every waiter arriving while an fdatasync runs is released by
+    /// the next single one.
+    pub async fn wait_synced(&self, seq_end: u64) -> Result<()> {
+        {
+            let mut st = self.shared().state.borrow_mut();
+            st.sync_wanted = st.sync_wanted.max(seq_end);
+        }
+        self.shared().work.notify_one();
+        self.wait(seq_end, Mark::Synced).await
+    }
+
+    /// Makes everything appended so far durable.
+    pub async fn sync(&self) -> Result<()> {
+        let end = self.end().seq;
+        self.wait_synced(end).await
+    }
+
+    async fn wait(&self, seq_end: u64, mark: Mark) -> Result<()> {
+        let shared = self.shared();
+        let entry_gen = shared.state.borrow().rollback_gen;
+        loop {
+            let notified = shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = shared.state.borrow();
+                let reached = match mark {
+                    Mark::Written => st.written.seq,
+                    Mark::Synced => st.synced.seq,
+                };
+                if reached >= seq_end {
+                    return Ok(());
+                }
+                if let Some(e) = st.rolled_back(seq_end, entry_gen) {
+                    return Err(e);
+                }
+                if let Some(e) = &st.error {
+                    return Err(e.clone());
+                }
+                if st.writer_done {
+                    return Err(Error::Closed);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Records with seq >= `from.seq`, in order, up to `max_records` and `max_bytes` of data
+    /// (at least one if any exists). Recent records come from memory, older ones from disk.
+    pub async fn read(
+        &self,
+        from: Position,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>> {
+        reader::read(self.shared(), from, max_records.max(1), max_bytes).await
+    }
+
+    /// Drops whole segments all of whose records have seq < `seq` (never the segment being
+    /// written): `first()` moves at once; the writer task deletes the files.
+    pub fn retain_from(&self, seq: u64) {
+        let shared = self.shared();
+        let mut st = shared.state.borrow_mut();
+        while st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.end.seq <= seq) {
+            if let Some(segment) = st.segments.pop_front() {
+                st.doomed.push(segment);
+            }
+        }
+        let wake = !st.doomed.is_empty();
+        drop(st);
+        if wake {
+            shared.work.notify_one();
+        }
+    }
+
+    /// The original error while the log is poisoned.
+    pub fn error(&self) -> Option<Error> {
+        self.shared().state.borrow().error.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LogStats {
+        let st = self.shared().state.borrow();
+        LogStats {
+            segments: st.segments.len(),
+            bytes_on_disk: st.segments.iter().map(SegmentInfo::file_len).sum(),
+            records: st.end.seq - st.first().seq,
+            ..st.stats
+        }
+    }
+
+    /// The directory of this log.
+    pub fn dir(&self) -> &Path {
+        &self.shared().dir
+    }
+
+    /// Writes everything pending, fdatasyncs, writes the checkpoint and stops the writer task.
+    /// Idempotent: later calls return the first call's result.
+    pub async fn close(&self) -> Result<()> {
+        let shared = self.shared();
+        shared.state.borrow_mut().closing = true;
+        shared.work.notify_one();
+        loop {
+            let notified = shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = shared.state.borrow().close_result.clone() {
+                return result;
+            }
+            notified.await;
+        }
+    }
+
+    /// Closes the log and removes its directory (topic delete).
+    pub async fn destroy(self) -> Result<()> {
+        // A poisoned log is still removed: its data is being thrown away.
+        let closed = self.close().await;
+        if let Err(e) = &closed {
+            tracing::warn!("destroying a log that failed to close: {e}");
+        }
+        let shared = self.shared();
+        shared
+            .io
+            .remove_dir_all(&shared.dir)
+            .await
+            .map_err(|e| Error::io("remove directory", &shared.dir, e))?;
+        let parent = crate::paths::parent_dir(&shared.dir);
+        shared
+            .io
+            .sync_dir(&parent)
+            .await
+            .map_err(|e| Error::io("fsync directory", &parent, e))
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<()> {
+        if self.segment_size_bytes_max <= crate::format::SEGMENT_HEADER_BYTES_U64 {
+            return Err(Error::Config(
+                "segment_size_bytes_max must exceed the segment header",
+            ));
+        }
+        if self.sync_timeout.is_zero() {
+            return Err(Error::Config("sync_timeout must not be zero"));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,431 @@
+//! The writer task: the one owner of a log's write position, current segment file and write
+//! buffer.
+//!
+//! Each turn it picks one step (write a batch, fdatasync, roll, delete retained segments, write
+//! the checkpoint, close) and runs it to completion. Exactly one `io_uring` operation is in flight
+//! at a time and none is ever dropped before it completes (the only `select`-like wait is on a
+//! `Notify` with a deadline, while no operation runs), so writes complete in order and an
+//! fdatasync covers only completed writes.
+
+use crate::error::{Error, Result};
+use crate::format::{self, Checkpoint, SegmentHeader, SEGMENT_HEADER_BYTES_U64};
+use crate::io::{Io, IoFile, OpenMode};
+use crate::log::Shared;
+use crate::meta::atomic_write;
+use crate::paths;
+use crate::position::Position;
+use crate::recovery::{Recovered, SegmentInfo};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use tokio::time::Instant;
+
+/// Most bytes gathered into one write.
+const WRITE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The current segment, as opened at `Log::open`.
+pub(crate) struct Current<F> {
+    file: F,
+    path: PathBuf,
+    file_pos: u64,
+    base: Position,
+}
+
+/// Opens (or, for an empty directory, creates) the segment to append to.
+pub(crate) async fn open_current<I: Io>(
+    io: &I,
+    dir: &Path,
+    recovered: Recovered,
+) -> Result<(Current<I::File>, VecDeque<SegmentInfo>)> {
+    let mut segments: VecDeque<SegmentInfo> = recovered.segments.into();
+    let current = if let Some(last) = segments.back() {
+        let file = io
+            .open(&last.path, OpenMode::ReadWrite)
+            .await
+            .map_err(|e| Error::io("open", &last.path, e))?;
+        // What recovery kept may sit in the page cache only (after a process crash).
+        file.sync_data()
+            .await
+            .map_err(|e| Error::io("fdatasync", &last.path, e))?;
+        Current {
+            file,
+            path: last.path.clone(),
+            file_pos: last.file_len(),
+            base: last.base,
+        }
+    } else {
+        // Never reuse seqs: start where the checkpoint says the log ended.
+        let base = recovered
+            .checkpoint
+            .map_or_else(Position::default, |c| Position {
+                seq: c.end_seq,
+                offset: c.end_offset,
+            });
+        let (file, path) = create_segment(io, dir, base).await?;
+        segments.push_back(SegmentInfo {
+            path: path.clone(),
+            base,
+            end: base,
+        });
+        Current {
+            file,
+            path,
+            file_pos: SEGMENT_HEADER_BYTES_U64,
+            base,
+        }
+    };
+    Ok((current, segments))
+}
+
+/// Creates a segment file with its header, durably (file data and directory entry).
+async fn create_segment<I: Io>(io: &I, dir: &Path, base: Position) -> Result<(I::File, PathBuf)> {
+    let path = paths::segment_path(dir, base.offset);
+    let file = io
+        .open(&path, OpenMode::CreateNew)
+        .await
+        .map_err(|e| Error::io("create", &path, e))?;
+    let header = SegmentHeader {
+        base_seq: base.seq,
+        base_offset: base.offset,
+    };
+    let (res, _) = file.write_all_at(header.encode().to_vec(), 0).await;
+    let synced = match res {
+        Ok(()) => file
+            .sync_data()
+            .await
+            .map_err(|e| Error::io("fdatasync", &path, e)),
+        Err(e) => Err(Error::io("write", &path, e)),
+    };
+    let done = match synced {
+        Ok(()) => io
+            .sync_dir(dir)
+            .await
+            .map_err(|e| Error::io("fsync directory", dir, e)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = done {
+        drop(file);
+        if let Err(remove) = io.remove_file(&path).await {
+            tracing::error!(
+                "could not remove half-created segment {}: {remove}",
+                path.display()
+            );
+        }
+        return Err(e);
+    }
+    Ok((file, path))
+}
+
+/// One turn of the writer.
+enum Step {
+    Write,
+    Roll,
+    Sync,
+    Checkpoint,
+    Retain,
+    Close,
+    Wait(Option<Instant>),
+}
+
+pub(crate) struct Writer<I: Io> {
+    shared: Rc<Shared<I>>,
+    current: Current<I::File>,
+    /// Reused write buffer: handed to the kernel and back with each write.
+    buf: Vec<u8>,
+    unsynced_since: Option<Instant>,
+    checkpointed: Option<Position>,
+    checkpoint_due: Instant,
+}
+
+impl<I: Io> Writer<I> {
+    pub(crate) fn new(shared: Rc<Shared<I>>, current: Current<I::File>) -> Self {
+        let checkpoint_due = Instant::now() + shared.config.sync_timeout;
+        Writer {
+            shared,
+            current,
+            buf: Vec::new(),
+            unsynced_since: None,
+            checkpointed: None,
+            checkpoint_due,
+        }
+    }
+
+    /// The task body: one step at a time until closed.
+    pub(crate) async fn run(mut self) {
+        loop {
+            match self.next_step() {
+                Step::Write => self.write_batch().await,
+                Step::Roll => self.roll().await,
+                Step::Sync => {
+                    if let Err(e) = self.sync().await {
+                        self.poison(e);
+                    }
+                }
+                Step::Checkpoint => self.checkpoint().await,
+                Step::Retain => self.retain().await,
+                Step::Close => {
+                    self.close().await;
+                    return;
+                }
+                Step::Wait(deadline) => self.wait(deadline).await,
+            }
+        }
+    }
+
+    fn next_step(&self) -> Step {
+        let st = self.shared.state.borrow();
+        let config = &self.shared.config;
+        let now = Instant::now();
+        if st.error.is_some() {
+            return if st.closing {
+                Step::Close
+            } else {
+                Step::Wait(None)
+            };
+        }
+        if st.taken < st.end.seq {
+            let front = st.cache.front().map_or(st.end.seq, |r| r.pos.seq);
+            let next = usize::try_from(st.taken - front)
+                .ok()
+                .and_then(|i| st.cache.get(i));
+            let needs_roll = next.is_some_and(|r| {
+                let len = u32::try_from(r.data.len()).unwrap_or(u32::MAX);
+                self.current.file_pos > SEGMENT_HEADER_BYTES_U64
+                    && self.current.file_pos + format::record_encoded_len(len)
+                        > config.segment_size_bytes_max
+            });
+            return if needs_roll { Step::Roll } else { Step::Write };
+        }
+        let sync_due = self.unsynced_since.map(|t| t + config.sync_timeout);
+        if st.written.seq > st.synced.seq
+            && (st.sync_wanted > st.synced.seq
+                || st.written.seq - st.synced.seq >= config.sync_every_records.max(1)
+                || sync_due.is_some_and(|due| now >= due)
+                || st.closing)
+        {
+            return Step::Sync;
+        }
+        if !st.doomed.is_empty() {
+            return Step::Retain;
+        }
+        if st.closing {
+            return Step::Close;
+        }
+        let checkpoint_stale = self.checkpointed != Some(st.synced);
+        if checkpoint_stale && now >= self.checkpoint_due {
+            return Step::Checkpoint;
+        }
+        let checkpoint_due = checkpoint_stale.then_some(self.checkpoint_due);
+        Step::Wait(match (sync_due, checkpoint_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Encodes queued records into the write buffer, up to a roll or the batch limit, and marks
+    /// them taken. Returns the position after the last one.
+    fn encode_batch(&mut self) -> Result<Position> {
+        self.buf.clear();
+        let mut st = self.shared.state.borrow_mut();
+        let front = st.cache.front().map_or(st.end.seq, |r| r.pos.seq);
+        let skip = usize::try_from(st.taken - front).unwrap_or(usize::MAX);
+        let mut end = st.written;
+        let mut file_pos = self.current.file_pos;
+        for record in st.cache.iter().skip(skip) {
+            let len = u32::try_from(record.data.len()).unwrap_or(u32::MAX);
+            let encoded = format::record_encoded_len(len);
+            let full = file_pos + encoded > self.shared.config.segment_size_bytes_max;
+            if (full && file_pos > SEGMENT_HEADER_BYTES_U64)
+                || (!self.buf.is_empty()
+                    && self.buf.len() + usize::try_from(encoded).unwrap_or(usize::MAX)
+                        > WRITE_BATCH_BYTES_MAX)
+            {
+                break;
+            }
+            format::encode_record(&mut self.buf, record.pos.seq, &record.data).map_err(|_| {
+                Error::RecordTooLarge {
+                    len: record.data.len(),
+                    max: self.shared.config.record_size_max,
+                }
+            })?;
+            file_pos += encoded;
+            end = Position {
+                seq: record.pos.seq + 1,
+                offset: record.pos.offset + encoded,
+            };
+        }
+        st.taken = end.seq;
+        Ok(end)
+    }
+
+    async fn write_batch(&mut self) {
+        let end = match self.encode_batch() {
+            Ok(end) => end,
+            Err(e) => return self.poison(e),
+        };
+        let buf = std::mem::take(&mut self.buf);
+        let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        let (res, buf) = self
+            .current
+            .file
+            .write_all_at(buf, self.current.file_pos)
+            .await;
+        self.buf = buf;
+        if let Err(e) = res {
+            let error = Error::io("write", &self.current.path, e);
+            return if error.is_no_space() {
+                self.roll_back(error).await;
+            } else {
+                self.poison(error);
+            };
+        }
+        self.current.file_pos += len;
+        self.unsynced_since.get_or_insert_with(Instant::now);
+        let mut st = self.shared.state.borrow_mut();
+        st.written = end;
+        if let Some(segment) = st.segments.back_mut() {
+            segment.end = end;
+        }
+        st.stats.writes += 1;
+        st.stats.bytes_written += len;
+        st.evict(self.shared.config.cache_bytes_max);
+        drop(st);
+        self.shared.progress.notify_waiters();
+    }
+
+    /// fdatasync of the current segment: everything written so far becomes `synced`.
+    async fn sync(&mut self) -> Result<()> {
+        let target = self.shared.state.borrow().written;
+        let res = self.current.file.sync_data().await;
+        res.map_err(|e| Error::io("fdatasync", &self.current.path, e))?;
+        self.unsynced_since = None;
+        let mut st = self.shared.state.borrow_mut();
+        st.synced = target;
+        st.stats.fsyncs += 1;
+        drop(st);
+        self.shared.progress.notify_waiters();
+        Ok(())
+    }
+
+    /// Seals the current segment (fdatasync) and starts the next one at `written`.
+    async fn roll(&mut self) {
+        if let Err(e) = self.sync().await {
+            return self.poison(e);
+        }
+        let base = self.shared.state.borrow().written;
+        let created = create_segment(&self.shared.io, &self.shared.dir, base).await;
+        let (file, path) = match created {
+            Ok(created) => created,
+            Err(e) if e.is_no_space() => return self.roll_back(e).await,
+            Err(e) => return self.poison(e),
+        };
+        {
+            let mut st = self.shared.state.borrow_mut();
+            st.stats.writes += 1;
+            st.stats.fsyncs += 1;
+            st.stats.bytes_written += SEGMENT_HEADER_BYTES_U64;
+            st.segments.push_back(SegmentInfo {
+                path: path.clone(),
+                base,
+                end: base,
+            });
+        }
+        tracing::debug!("rolled to segment {}", path.display());
+        self.current = Current {
+            file,
+            path,
+            file_pos: SEGMENT_HEADER_BYTES_U64,
+            base,
+        };
+        self.checkpoint().await;
+    }
+
+    /// Records the durable end in the checkpoint file (atomic replace).
+    async fn checkpoint(&mut self) {
+        let synced = self.shared.state.borrow().synced;
+        let checkpoint = Checkpoint {
+            segment_base_offset: self.current.base.offset,
+            end_seq: synced.seq,
+            end_offset: synced.offset,
+        };
+        let path = paths::checkpoint_path(&self.shared.dir);
+        self.checkpoint_due = Instant::now() + self.shared.config.sync_timeout;
+        match atomic_write(&self.shared.io, &path, &checkpoint.encode()).await {
+            Ok(()) => self.checkpointed = Some(synced),
+            // Only open time depends on the checkpoint; try again later.
+            Err(e) if e.is_no_space() => tracing::warn!("checkpoint not written: {e}"),
+            Err(e) => self.poison(e),
+        }
+    }
+
+    /// Deletes the files of segments dropped by `retain_from`.
+    async fn retain(&mut self) {
+        let doomed = std::mem::take(&mut self.shared.state.borrow_mut().doomed);
+        for segment in doomed {
+            self.shared.forget_reader(segment.base.offset);
+            match self.shared.io.remove_file(&segment.path).await {
+                Ok(()) => tracing::debug!("retention removed {}", segment.path.display()),
+                // The file stays; the next open finds it again (its records come back, nothing is lost).
+                Err(e) => {
+                    tracing::error!("retention could not remove {}: {e}", segment.path.display());
+                }
+            }
+        }
+    }
+
+    /// ENOSPC: the records not yet written fail with `error`; `end` rolls back to `written`.
+    /// The partial bytes are cut so that a later, shorter write cannot leave stale records.
+    async fn roll_back(&mut self, error: Error) {
+        tracing::warn!("{error}: failing the records not yet written");
+        let cut = self.current.file.set_len(self.current.file_pos).await;
+        if let Err(e) = cut {
+            return self.poison(Error::io("truncate", &self.current.path, e));
+        }
+        let mut st = self.shared.state.borrow_mut();
+        let written = st.written;
+        while st.cache.back().is_some_and(|r| r.pos.seq >= written.seq) {
+            if let Some(r) = st.cache.pop_back() {
+                st.cache_bytes -= r.data.len();
+            }
+        }
+        st.end = written;
+        st.taken = written.seq;
+        st.record_rollback(error);
+        drop(st);
+        self.shared.progress.notify_waiters();
+    }
+
+    /// Stops all writing: keeps the first error; every waiter gets it.
+    fn poison(&mut self, error: Error) {
+        tracing::error!("log {} poisoned: {error}", self.shared.dir.display());
+        self.shared.state.borrow_mut().error.get_or_insert(error);
+        self.shared.progress.notify_waiters();
+    }
+
+    async fn close(&mut self) {
+        let poisoned = self.shared.state.borrow().error.clone();
+        if poisoned.is_none() {
+            self.checkpoint().await;
+        }
+        let mut st = self.shared.state.borrow_mut();
+        st.close_result = Some(match &st.error {
+            Some(e) => Err(Error::Poisoned(Box::new(e.clone()))),
+            None => Ok(()),
+        });
+        st.writer_done = true;
+        drop(st);
+        self.shared.progress.notify_waiters();
+    }
+
+    async fn wait(&self, deadline: Option<Instant>) {
+        let work = self.shared.work.notified();
+        match deadline {
+            Some(at) => {
+                if tokio::time::timeout_at(at, work).await.is_err() {
+                    tracing::trace!("writer timer fired");
+                }
+            }
+            None => work.await,
+        }
+    }
+}

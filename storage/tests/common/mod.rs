@@ -1,0 +1,100 @@
+//! Test harness: runs one generic test body on both backends.
+//!
+//! `MemIo` tests run on a current-thread tokio runtime inside a `LocalSet` (the writer task is
+//! spawned with `spawn_local`); `UringIo` tests run inside `tokio_uring::start` on a tempdir.
+
+#![allow(dead_code)]
+// Tests fail loudly: unwrap and panic are how they report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use bytes::Bytes;
+use ringsq_storage::{Io, Log, LogConfig, MemIo, UringIo};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+/// Runs `body` on a fresh `MemIo` with the log directory `/mem/log`.
+pub fn run_mem<F, Fut>(body: F)
+where
+    F: FnOnce(MemIo, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, body(MemIo::new(), PathBuf::from("/mem/log")));
+}
+
+/// Runs `body` on `io_uring` with a fresh tempdir.
+pub fn run_uring<F, Fut>(body: F)
+where
+    F: FnOnce(UringIo, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    tokio_uring::start(body(UringIo, dir));
+    drop(tmp);
+}
+
+/// Instantiates a generic `async fn name<I: Io>(io: I, dir: PathBuf)` on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn mem() {
+                    $crate::common::run_mem(super::$name::<ringsq_storage::MemIo>);
+                }
+                #[test]
+                fn uring() {
+                    $crate::common::run_uring(super::$name::<ringsq_storage::UringIo>);
+                }
+            }
+        )*
+    };
+}
+
+/// A small config: tiny segments, no automatic syncs (tests decide when to sync).
+pub fn small_config() -> LogConfig {
+    LogConfig {
+        segment_size_bytes_max: 256,
+        sync_every_records: 1_000_000,
+        sync_timeout: std::time::Duration::from_secs(3600),
+        record_size_max: 1024,
+        cache_bytes_max: 0,
+    }
+}
+
+/// Deterministic record `i` of a varying length.
+pub fn payload(i: u64) -> Bytes {
+    let len = usize::try_from(i % 37).unwrap();
+    Bytes::from(format!("record-{i}-{}", "x".repeat(len)))
+}
+
+/// Reads every record from `first()` to `end()`.
+pub async fn read_all<I: Io>(log: &Log<I>) -> Vec<ringsq_storage::Record> {
+    let mut out = Vec::new();
+    let mut pos = log.first();
+    loop {
+        let batch = log.read(pos, 7, 100).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        pos = ringsq_storage::Position {
+            seq: last.pos.seq + 1,
+            offset: last.pos.offset + 16 + u64::try_from(last.data.len()).unwrap(),
+        };
+        out.extend(batch);
+    }
+    out
+}
+
+/// Opens a log, panicking on error.
+pub async fn open<I: Io>(
+    io: &I,
+    dir: &Path,
+    config: LogConfig,
+) -> (Log<I>, ringsq_storage::RecoveryReport) {
+    Log::open(io.clone(), dir, config).await.unwrap()
+}

@@ -1,0 +1,114 @@
+//! Real NSQ client libraries against the `ringsq` binary: pynsq (Python) and nsqjs (Node).
+//!
+//! Each test starts a broker, runs the client's round-trip script from `tests/clients/` with the
+//! broker's TCP address, prints the script's output, and asserts exit status 0 (the script exits
+//! 0 only if every published message was acknowledged and consumed). Missing client
+//! dependencies are a failure with instructions, never a silent skip: run
+//! `.ci/install-clients.sh` (called by `.ci/run`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Broker;
+
+const MESSAGES: usize = 1000;
+/// The scripts enforce this themselves; the harness waits a little longer before giving up.
+const SCRIPT_TIMEOUT_SECS: u64 = 90;
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+fn require(ok: bool, what: &str) {
+    assert!(
+        ok,
+        "{what} is not installed; run `.ci/install-clients.sh` (it is part of `.ci/run`) \
+         to install the real NSQ clients these tests drive"
+    );
+}
+
+/// Run `program args…` and fail with its output unless it exits 0 within the timeout.
+fn run_client(broker: &Broker, name: &str, program: &str, args: &[String]) {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(clients_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {program}: {e} (run `.ci/install-clients.sh`)"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(SCRIPT_TIMEOUT_SECS + 30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for client") {
+            break Some(s);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("collect client output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- {name} stdout ---\n{stdout}\n--- {name} stderr ---\n{stderr}");
+    match status {
+        Some(s) if s.success() => {}
+        other => panic!(
+            "{name} round trip failed ({other:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
+             --- ringsq output ---\n{}",
+            broker.logs()
+        ),
+    }
+}
+
+fn script_args(broker: &Broker, topic: &str) -> Vec<String> {
+    vec![
+        "--tcp".into(),
+        broker.tcp_addr().to_string(),
+        "--count".into(),
+        MESSAGES.to_string(),
+        "--topic".into(),
+        topic.into(),
+        "--timeout".into(),
+        SCRIPT_TIMEOUT_SECS.to_string(),
+    ]
+}
+
+#[test]
+fn pynsq_writer_and_reader_round_trip() {
+    let have_pynsq = Command::new("python3")
+        .args(["-c", "import nsq, tornado"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        have_pynsq,
+        "python3 with pynsq + tornado (tests/clients/requirements.txt)",
+    );
+
+    let broker = Broker::start(&[]);
+    let script = clients_dir().join("pynsq_roundtrip.py");
+    let mut args = vec![script.display().to_string()];
+    args.extend(script_args(&broker, "pynsq_roundtrip"));
+    run_client(&broker, "pynsq", "python3", &args);
+}
+
+#[test]
+fn nsqjs_writer_and_reader_round_trip() {
+    let have_nsqjs = clients_dir()
+        .join("node_modules/nsqjs/package.json")
+        .is_file();
+    require(have_nsqjs, "nsqjs (tests/clients/node_modules)");
+
+    let broker = Broker::start(&[]);
+    let script = clients_dir().join("nsqjs_roundtrip.js");
+    let mut args = vec![script.display().to_string()];
+    args.extend(script_args(&broker, "nsqjs_roundtrip"));
+    run_client(&broker, "nsqjs", "node", &args);
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Round trip through a real NSQ client: pynsq (the official Python client) against ringsq.
+
+A pynsq Writer publishes --count messages to --topic, half with PUB and half with MPUB
+(batches of 50); a pynsq Reader on one channel consumes them. Exits 0 only if every publish was
+acknowledged and every distinct body was received; prints what went wrong otherwise.
+
+Usage: pynsq_roundtrip.py --tcp HOST:PORT --count N --topic T [--timeout SECONDS]
+Run by tests/clients.rs; deps in tests/clients/requirements.txt (.ci/install-clients.sh).
+"""
+
+import argparse
+import functools
+import logging
+import sys
+
+import nsq
+import tornado.ioloop
+
+MPUB_BATCH = 50
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--tcp", required=True, help="ringsq TCP address HOST:PORT")
+    ap.add_argument("--count", type=int, required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--channel", default="pynsq")
+    ap.add_argument("--timeout", type=float, default=90.0)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="pynsq %(levelname)s %(message)s")
+
+    loop = tornado.ioloop.IOLoop.current()
+    expected = {("msg-%d" % i).encode() for i in range(args.count)}
+    received = set()
+    state = {"acks": 0, "errors": [], "published": False, "result": None}
+    pub_half = args.count // 2
+
+    def finish(ok, why):
+        if state["result"] is None:
+            state["result"] = (ok, why)
+            loop.stop()
+
+    def check_done():
+        if state["errors"]:
+            finish(False, "publish errors: %r" % state["errors"][:5])
+        elif received >= expected and state["acks"] == n_commands:
+            finish(True, "all %d messages received" % len(expected))
+
+    def on_message(message):
+        received.add(bytes(message.body))
+        if bytes(message.body) not in expected:
+            finish(False, "unexpected body %r" % message.body)
+        check_done()
+        return True  # FIN
+
+    def on_ack(conn, data):
+        if isinstance(data, nsq.Error) or data != b"OK":
+            state["errors"].append(repr(data))
+        else:
+            state["acks"] += 1
+        check_done()
+
+    bodies = sorted(expected, key=lambda b: int(b.split(b"-")[1]))
+    singles = bodies[:pub_half]
+    batches = [bodies[i:i + MPUB_BATCH] for i in range(pub_half, len(bodies), MPUB_BATCH)]
+    n_commands = len(singles) + len(batches)
+
+    writer = nsq.Writer([args.tcp])
+
+    def publish_when_connected():
+        if state["published"]:
+            return
+        if not any(c.connected() for c in writer.conns.values()):
+            loop.call_later(0.05, publish_when_connected)
+            return
+        state["published"] = True
+        for body in singles:
+            writer.pub(args.topic, body, callback=on_ack)
+        for batch in batches:
+            writer.mpub(args.topic, batch, callback=on_ack)
+
+    reader = nsq.Reader(
+        message_handler=on_message,
+        nsqd_tcp_addresses=[args.tcp],
+        topic=args.topic,
+        channel=args.channel,
+        max_in_flight=100,
+    )
+
+    loop.call_later(0.05, publish_when_connected)
+    loop.call_later(
+        args.timeout,
+        functools.partial(finish, False, "timed out after %.0fs" % args.timeout),
+    )
+    loop.start()
+    reader.close()
+
+    ok, why = state["result"] or (False, "loop stopped without a result")
+    missing = len(expected - received)
+    print(
+        "pynsq: %s (acks %d/%d, received %d/%d distinct, missing %d)"
+        % (why, state["acks"], n_commands, len(received & expected), len(expected), missing)
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

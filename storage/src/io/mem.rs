@@ -258,6 +258,13 @@ impl MemIo {
         s.durable.insert(path.to_path_buf(), inode);
     }
 
+    /// Removes a file durably; false if it did not exist.
+    pub fn delete_file(&self, path: &Path) -> bool {
+        let mut s = self.state.borrow_mut();
+        s.durable.remove(path);
+        s.names.remove(path).is_some()
+    }
+
     /// The current bytes of a file (what a read sees), or `None`.
     pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
         let s = self.state.borrow();

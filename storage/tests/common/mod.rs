@@ -98,3 +98,59 @@ pub async fn open<I: Io>(
 ) -> (Log<I>, ringsq_storage::RecoveryReport) {
     Log::open(io.clone(), dir, config).await.unwrap()
 }
+
+/// Direct access to the files of a backend, to build and inspect directories by hand.
+pub trait Disk: Io {
+    fn put(&self, path: &Path, bytes: &[u8]);
+    fn get(&self, path: &Path) -> Option<Vec<u8>>;
+    fn remove(&self, path: &Path);
+    /// File names in `dir`, sorted.
+    fn names(&self, dir: &Path) -> Vec<String>;
+}
+
+impl Disk for MemIo {
+    fn put(&self, path: &Path, bytes: &[u8]) {
+        self.write_file(path, bytes);
+    }
+    fn get(&self, path: &Path) -> Option<Vec<u8>> {
+        self.read_file(path)
+    }
+    fn remove(&self, path: &Path) {
+        assert!(self.delete_file(path), "{}", path.display());
+    }
+    fn names(&self, dir: &Path) -> Vec<String> {
+        let mut n = self.files_in(dir);
+        n.sort();
+        n
+    }
+}
+
+impl Disk for UringIo {
+    fn put(&self, path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    fn get(&self, path: &Path) -> Option<Vec<u8>> {
+        std::fs::read(path).ok()
+    }
+    fn remove(&self, path: &Path) {
+        std::fs::remove_file(path).unwrap();
+    }
+    fn names(&self, dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+}
+
+/// Segment file names in `dir`, oldest first.
+pub fn segments<D: Disk>(disk: &D, dir: &Path) -> Vec<PathBuf> {
+    disk.names(dir)
+        .into_iter()
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "seg"))
+        .map(|n| dir.join(n))
+        .collect()
+}

@@ -1,1 +1,0 @@
-//! Every nsqd flag and `--config` (being written).

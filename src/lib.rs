@@ -8,3 +8,8 @@
 
 pub mod options;
 pub mod protocol;
+pub mod broker;
+pub mod server;
+pub mod tcp;
+
+pub use server::limits as options_limits;

@@ -1,33 +1,65 @@
-//! The `ringsq` binary: parse nsqd's flags, run the broker until SIGTERM/SIGINT.
-
-use std::process::{exit, ExitCode};
+//! The `ringsq` binary: parse nsqd's flags, run the broker on io_uring until SIGTERM/SIGINT.
 
 use ringsq::options::{self, Options, Parsed};
+use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let _opts = parse_or_exit();
-    ExitCode::SUCCESS
-}
-
-/// Parses the command line and `--config` like nsqd: `--version` and `--help` print and
-/// exit 0; a bad flag exits 2 (Go's `flag` package), a bad config or check exits 1.
-fn parse_or_exit() -> Options {
-    match options::parse(std::env::args_os()) {
-        Ok(Parsed::Run(opts)) => opts,
+    let options = match options::parse(std::env::args_os()) {
+        Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Version) => {
             println!("{}", options::VERSION);
-            exit(0);
+            return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Help(text)) => {
-            print!("{text}");
-            exit(0);
+        Ok(Parsed::Help(h)) => {
+            println!("{h}");
+            return ExitCode::SUCCESS;
         }
-        Err(err) => {
-            eprintln!("ringsq: {err}");
-            if err.source_kind() == options::ErrorSource::CommandLine {
-                eprintln!("ringsq: run 'ringsq --help' for the list of flags");
-            }
-            exit(i32::from(err.exit_code()));
+        Err(e) => {
+            eprintln!("ringsq: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    init_tracing(&options);
+    let unsupported = options.unsupported_in_use();
+    if !unsupported.is_empty() {
+        eprintln!("ringsq: not supported yet: {}", unsupported.join(", "));
+        return ExitCode::FAILURE;
+    }
+    let result = tokio_uring::start(ringsq::server::run(options, shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ringsq: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(options: &Options) {
+    // nsqd's levels, with "fatal" shown as tracing's "error".
+    let level = match options.log_level {
+        options::LogLevel::Fatal => "error",
+        other => other.as_str(),
+    };
+    let filter = tracing_subscriber::EnvFilter::new(level);
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("signal: terminated"),
+        _ = int.recv() => tracing::info!("signal: interrupt"),
     }
 }

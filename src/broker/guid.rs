@@ -1,0 +1,82 @@
+//! Message IDs, exactly as Go nsqd makes them: a 64-bit snowflake per topic,
+//! `(ts_ms' - epoch) << 22 | node_id << 12 | sequence`, sent as 16 lowercase hex chars.
+//!
+//! `ts_ms'` is `now_ns >> 20` (≈1.05 ms ticks). Go sleeps 1 ms when the 4096 ids of a tick are
+//! used up or the clock steps back; we run on one thread and must not sleep, so the factory
+//! instead borrows the next tick (the id stays unique and increasing, and the borrowed time is
+//! bounded by throughput: 4096 ids per tick per topic ≈ 3.9 M msgs/s before it runs ahead).
+
+use crate::protocol::MessageId;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const NODE_ID_BITS: u32 = 10;
+const SEQUENCE_BITS: u32 = 12;
+const SEQUENCE_MASK: u64 = (1 << SEQUENCE_BITS) - 1;
+/// Twitter's snowflake epoch in `ns >> 20` units, as nsqd uses it.
+const EPOCH_TICKS: u64 = 1_288_834_974_288;
+/// nsqd's `--node-id` range is `[0, 1024)`.
+pub const NODE_ID_MAX: u16 = (1 << NODE_ID_BITS) - 1;
+
+#[derive(Debug)]
+pub struct GuidFactory {
+    node_id: u64,
+    last_tick: u64,
+    sequence: u64,
+}
+
+impl GuidFactory {
+    pub fn new(node_id: u16) -> Self {
+        assert!(node_id <= NODE_ID_MAX, "node id validated by options");
+        Self {
+            node_id: u64::from(node_id),
+            last_tick: 0,
+            sequence: 0,
+        }
+    }
+
+    pub fn next_id(&mut self) -> MessageId {
+        let now_tick = now_ns() >> 20;
+        if now_tick > self.last_tick {
+            self.last_tick = now_tick;
+            self.sequence = 0;
+        } else {
+            // Same tick, or the clock went back: continue from the last tick we used.
+            self.sequence = (self.sequence + 1) & SEQUENCE_MASK;
+            if self.sequence == 0 {
+                self.last_tick += 1;
+            }
+        }
+        let ticks = self.last_tick.saturating_sub(EPOCH_TICKS);
+        let raw = (ticks << (SEQUENCE_BITS + NODE_ID_BITS))
+            | (self.node_id << SEQUENCE_BITS)
+            | self.sequence;
+        MessageId::from_u64(raw)
+    }
+}
+
+/// Nanoseconds since the Unix epoch (what nsqd puts in a message's timestamp).
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase_and_carry_node_id() {
+        let mut f = GuidFactory::new(513);
+        let mut last = String::new();
+        for _ in 0..20_000 {
+            let id = f.next_id();
+            let hex = id.to_string();
+            assert_eq!(hex.len(), 16);
+            assert!(hex > last, "{hex} <= {last}");
+            let raw = u64::from_str_radix(&hex, 16).unwrap();
+            assert_eq!((raw >> SEQUENCE_BITS) & u64::from(NODE_ID_MAX), 513);
+            last = hex;
+        }
+    }
+}

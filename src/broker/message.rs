@@ -1,0 +1,105 @@
+//! A message as the broker stores it: the payload of one record in a topic's log.
+//!
+//! Layout (all integers big-endian, like NSQ's own message encoding):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | format version, [`MESSAGE_FORMAT_V1`] |
+//! | 8 | timestamp, ns since the Unix epoch (set at publish, sent to clients unchanged) |
+//! | 16 | message ID, 16 lowercase hex ASCII chars (per-topic snowflake, see `guid`) |
+//! | 8 | deliver-at, ns since the Unix epoch; 0 = deliver at once (DPUB stores its deadline here, so a deferral survives restarts — Go loses it, nsq #1375) |
+//! | n | body |
+//!
+//! The log's record framing (length, CRC32C) is the storage crate's; this is only the payload.
+//! Attempts are not stored here: they belong to a channel's delivery of the message.
+
+use crate::protocol::MessageId;
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub const MESSAGE_FORMAT_V1: u8 = 1;
+pub const MESSAGE_HEADER_BYTES: usize = 1 + 8 + 16 + 8;
+
+/// One message, as read back from a log record (the body shares the record's buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub timestamp_ns: i64,
+    pub deliver_at_ns: u64,
+    pub body: Bytes,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageDecodeError {
+    #[error("message record too short: {len} bytes < {MESSAGE_HEADER_BYTES}")]
+    TooShort { len: usize },
+    #[error("unknown message format version {0}")]
+    Version(u8),
+    #[error("message id is not 16 hex chars")]
+    BadId,
+}
+
+impl StoredMessage {
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(MESSAGE_HEADER_BYTES + self.body.len());
+        out.put_u8(MESSAGE_FORMAT_V1);
+        out.put_i64(self.timestamp_ns);
+        out.put_slice(self.id.as_bytes());
+        out.put_u64(self.deliver_at_ns);
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+
+    pub fn decode(record: &Bytes) -> Result<Self, MessageDecodeError> {
+        if record.len() < MESSAGE_HEADER_BYTES {
+            return Err(MessageDecodeError::TooShort { len: record.len() });
+        }
+        if record[0] != MESSAGE_FORMAT_V1 {
+            return Err(MessageDecodeError::Version(record[0]));
+        }
+        let timestamp_ns = i64::from_be_bytes(fixed(&record[1..9]));
+        let id = MessageId::from_wire(&record[9..25]).ok_or(MessageDecodeError::BadId)?;
+        let deliver_at_ns = u64::from_be_bytes(fixed(&record[25..33]));
+        Ok(Self {
+            id,
+            timestamp_ns,
+            deliver_at_ns,
+            body: record.slice(MESSAGE_HEADER_BYTES..),
+        })
+    }
+}
+
+fn fixed<const N: usize>(s: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(s);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let m = StoredMessage {
+            id: MessageId::from_wire(b"0123456789abcdef").unwrap(),
+            timestamp_ns: 1_700_000_000_000_000_000,
+            deliver_at_ns: 42,
+            body: Bytes::from_static(b"hello"),
+        };
+        assert_eq!(StoredMessage::decode(&m.encode()).unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_short_and_unknown() {
+        assert_eq!(
+            StoredMessage::decode(&Bytes::from_static(b"x")),
+            Err(MessageDecodeError::TooShort { len: 1 })
+        );
+        let mut v = vec![9u8; MESSAGE_HEADER_BYTES];
+        v[0] = 9;
+        assert_eq!(
+            StoredMessage::decode(&Bytes::from(v)),
+            Err(MessageDecodeError::Version(9))
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The broker: the topic map and everything shared by the TCP and HTTP front ends.
+//!
+//! All of it lives on one thread (tokio-uring's runtime), so state is `Rc` + `Cell`/`RefCell`,
+//! never locks; no `RefCell` borrow is held across an `.await`.
+
+pub mod channel;
+pub mod client;
+pub mod guid;
+pub mod message;
+pub mod paths;
+pub mod store;
+pub mod topic;
+
+use crate::options::Options;
+use channel::ChannelSnapshot;
+use client::Client;
+use ringsq_storage::{Log, LogConfig, UringIo};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+use store::{MemQueue, Store};
+use topic::Topic;
+
+/// What the broker needs from the options, resolved once.
+#[derive(Debug)]
+pub struct BrokerConfig {
+    /// `None` only in unit tests that run without a data directory.
+    pub data_path: Option<PathBuf>,
+    pub io: UringIo,
+    pub log: LogConfig,
+    pub mem_queue_size: u64,
+    pub ack_after_sync: bool,
+    pub node_id: u16,
+    pub max_msg_timeout: Duration,
+    pub max_channel_consumers: u64,
+    pub sync_timeout: Duration,
+}
+
+impl BrokerConfig {
+    pub fn from_options(o: &Options) -> Self {
+        let record_size_max = o
+            .max_msg_size
+            .saturating_add(u64::try_from(message::MESSAGE_HEADER_BYTES).unwrap_or(u64::MAX));
+        Self {
+            data_path: Some(o.data_path.clone()),
+            io: UringIo,
+            log: LogConfig {
+                segment_size_bytes_max: o.max_bytes_per_file,
+                sync_every_records: o.sync_every,
+                sync_timeout: o.sync_timeout,
+                record_size_max: u32::try_from(record_size_max).unwrap_or(u32::MAX),
+                ..LogConfig::default()
+            },
+            mem_queue_size: o.mem_queue_size,
+            ack_after_sync: o.ack_after_sync,
+            node_id: o.node_id,
+            max_msg_timeout: o.max_msg_timeout,
+            max_channel_consumers: o.max_channel_consumers,
+            sync_timeout: o.sync_timeout,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    Storage(#[from] ringsq_storage::Error),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exiting")]
+    Exiting,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub cfg: Rc<BrokerConfig>,
+    pub options: Rc<Options>,
+    topics: RefCell<BTreeMap<String, Rc<Topic>>>,
+    create_lock: tokio::sync::Mutex<()>,
+    next_client_id: Cell<u64>,
+    pub clients: RefCell<HashMap<u64, Rc<Client>>>,
+    pub exiting: Cell<bool>,
+    pub start_unix_s: u64,
+}
+
+impl Broker {
+    /// Opens the data directory and every topic and channel found in it.
+    pub async fn open(options: Options) -> Result<Rc<Self>, BrokerError> {
+        let cfg = Rc::new(BrokerConfig::from_options(&options));
+        let broker = Rc::new(Self {
+            cfg,
+            options: Rc::new(options),
+            topics: RefCell::new(BTreeMap::new()),
+            create_lock: tokio::sync::Mutex::new(()),
+            next_client_id: Cell::new(1),
+            clients: RefCell::new(HashMap::new()),
+            exiting: Cell::new(false),
+            start_unix_s: guid::now_ns() / 1_000_000_000,
+        });
+        broker.load().await?;
+        Ok(broker)
+    }
+
+    async fn load(&self) -> Result<(), BrokerError> {
+        let Some(data) = self.cfg.data_path.clone() else {
+            return Ok(());
+        };
+        let dir = paths::topics_dir(&data);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(BrokerError::Io { op: "read_dir", path: dir, source }),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().and_then(paths::topic_name_of).map(str::to_owned))
+            .collect();
+        names.sort();
+        for name in names {
+            if !crate::protocol::is_valid_topic_name(name.as_bytes()) || crate::protocol::is_ephemeral(&name) {
+                tracing::warn!("skipping {name:?} in the data directory: not a valid topic name");
+                continue;
+            }
+            let topic = self.open_topic(&name).await?;
+            self.load_channels(&data, &topic).await?;
+            self.topics.borrow_mut().insert(name, topic);
+        }
+        Ok(())
+    }
+
+    async fn load_channels(&self, data: &std::path::Path, topic: &Topic) -> Result<(), BrokerError> {
+        let dir = paths::topic_dir(data, &topic.name);
+        let entries = std::fs::read_dir(&dir).map_err(|source| BrokerError::Io { op: "read_dir", path: dir, source })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().and_then(paths::channel_name_of).map(str::to_owned))
+            .collect();
+        names.sort();
+        for name in names {
+            let path = paths::channel_file(data, &topic.name, &name);
+            let snap = match ringsq_storage::read_small_file(&self.cfg.io, &path).await? {
+                Some(bytes) => serde_json::from_slice::<ChannelSnapshot>(&bytes).ok(),
+                None => None,
+            };
+            let Some(snap) = snap else {
+                // Unreadable state: start from the oldest record (duplicates, never loss).
+                tracing::error!("channel state {} is unreadable: redelivering from the start of the log", path.display());
+                let first = topic.store().first();
+                let fallback = ChannelSnapshot {
+                    version: channel::CHANNEL_SNAPSHOT_VERSION,
+                    cursor: channel::SnapPos { seq: first.seq, offset: first.offset },
+                    outstanding: Vec::new(),
+                };
+                topic.restore_channel(&name, &fallback).await;
+                continue;
+            };
+            topic.restore_channel(&name, &snap).await;
+        }
+        Ok(())
+    }
+
+    async fn open_topic(&self, name: &str) -> Result<Rc<Topic>, BrokerError> {
+        let store = match (&self.cfg.data_path, crate::protocol::is_ephemeral(name)) {
+            (Some(data), false) => {
+                let dir = paths::topic_log_dir(data, name);
+                let (log, report) = Log::open(self.cfg.io.clone(), &dir, self.cfg.log.clone()).await?;
+                tracing::info!(topic = %name, "TOPIC({name}): opened log: {report}");
+                Store::Durable(log)
+            }
+            _ => Store::Memory(RefCell::new(MemQueue::new(
+                usize::try_from(self.cfg.mem_queue_size).unwrap_or(usize::MAX),
+            ))),
+        };
+        Ok(Topic::new(name.to_owned(), store, Rc::clone(&self.cfg)))
+    }
+
+    pub fn get_topic(&self, name: &str) -> Option<Rc<Topic>> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Rc<Topic>> {
+        self.topics.borrow().values().cloned().collect()
+    }
+
+    /// Gets or creates a topic (nsqd creates topics on first PUB or SUB).
+    pub async fn topic(&self, name: &str) -> Result<Rc<Topic>, BrokerError> {
+        if let Some(t) = self.get_topic(name) {
+            return Ok(t);
+        }
+        if self.exiting.get() {
+            return Err(BrokerError::Exiting);
+        }
+        let _guard = self.create_lock.lock().await;
+        if let Some(t) = self.get_topic(name) {
+            return Ok(t);
+        }
+        let topic = self.open_topic(name).await?;
+        tracing::info!("TOPIC({name}): created");
+        self.topics.borrow_mut().insert(name.to_owned(), Rc::clone(&topic));
+        Ok(topic)
+    }
+
+    /// Deletes a topic: its channels, its log and its directory.
+    pub async fn delete_topic(&self, name: &str) -> bool {
+        let Some(topic) = self.topics.borrow_mut().remove(name) else {
+            return false;
+        };
+        topic.deleted.set(true);
+        for c in topic.channels() {
+            topic.delete_channel(&c.name).await;
+        }
+        if let Some(log) = topic.log() {
+            if let Err(e) = log.clone().destroy().await {
+                tracing::error!("deleting topic {name}: {e}");
+            }
+        }
+        if let Some(data) = &self.cfg.data_path {
+            let dir = paths::topic_dir(data, name);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::error!("removing {}: {e}", dir.display());
+                }
+            }
+        }
+        tracing::info!("TOPIC({name}): deleted");
+        true
+    }
+
+    pub fn next_client_id(&self) -> u64 {
+        let id = self.next_client_id.get();
+        self.next_client_id.set(id + 1);
+        id
+    }
+
+    /// The periodic sync point: channel states saved, retention applied. Runs until exit.
+    pub async fn checkpoint_loop(self: Rc<Self>) {
+        let period = self.cfg.sync_timeout.max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(period).await;
+            if self.exiting.get() {
+                return;
+            }
+            for topic in self.topics() {
+                topic.checkpoint().await;
+            }
+        }
+    }
+
+    /// Health for `/ping`: the first failing log's error.
+    pub fn health(&self) -> Result<(), String> {
+        for t in self.topics() {
+            if let Some(e) = t.log().and_then(Log::error) {
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Clean shutdown: every log flushed and fsynced, every channel's state saved.
+    pub async fn close(&self) {
+        self.exiting.set(true);
+        for topic in self.topics() {
+            topic.close().await;
+        }
+    }
+}

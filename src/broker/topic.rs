@@ -1,0 +1,314 @@
+//! A topic: one store (its log, written once per message), its channels (cursors over it), and
+//! the publish path with the ack policy that decides how long an `OK` waits for the disk.
+
+use super::channel::{Channel, ChannelConfig, ChannelSnapshot};
+use super::guid::{now_ns, GuidFactory};
+use super::message::StoredMessage;
+use super::paths;
+use super::store::{Appended, Store};
+use super::BrokerConfig;
+use bytes::Bytes;
+use ringsq_storage::{Log, Position, UringIo};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// When a publisher may be told `OK`.
+#[derive(Debug)]
+pub enum Ack {
+    Now,
+    /// After the log has written (or fsynced, with `synced`) every record below `seq_end`.
+    Wait {
+        log: Log<UringIo>,
+        seq_end: u64,
+        synced: bool,
+    },
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub ephemeral: bool,
+    store: Rc<Store>,
+    channels: RefCell<BTreeMap<String, Rc<Channel>>>,
+    pub paused: Rc<Cell<bool>>,
+    guid: RefCell<GuidFactory>,
+    pub message_count: Cell<u64>,
+    pub message_bytes: Cell<u64>,
+    /// Where the next "first channel" starts: the topic's backlog (nsqd gives it to the first
+    /// channel; later channels start at the tail).
+    backlog_start: Cell<Position>,
+    cfg: Rc<BrokerConfig>,
+    channel_cfg: Rc<ChannelConfig>,
+    create_lock: tokio::sync::Mutex<()>,
+    pub deleted: Cell<bool>,
+}
+
+impl Topic {
+    pub fn new(name: String, store: Store, cfg: Rc<BrokerConfig>) -> Rc<Self> {
+        let ephemeral = crate::protocol::is_ephemeral(&name);
+        let store = Rc::new(store);
+        let channel_cfg = Rc::new(ChannelConfig {
+            mem_queue_size: cfg.mem_queue_size,
+            max_msg_timeout: cfg.max_msg_timeout,
+            max_channel_consumers: cfg.max_channel_consumers,
+        });
+        Rc::new(Self {
+            backlog_start: Cell::new(store.first()),
+            name,
+            ephemeral,
+            store,
+            channels: RefCell::new(BTreeMap::new()),
+            paused: Rc::new(Cell::new(false)),
+            guid: RefCell::new(GuidFactory::new(cfg.node_id)),
+            message_count: Cell::new(0),
+            message_bytes: Cell::new(0),
+            channel_cfg,
+            cfg,
+            create_lock: tokio::sync::Mutex::new(()),
+            deleted: Cell::new(false),
+        })
+    }
+
+    pub fn log(&self) -> Option<&Log<UringIo>> {
+        self.store.log()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    // ----- publish ---------------------------------------------------------------------------
+
+    /// Appends every body (already validated) in order and says when the publisher may be told `OK`.
+    pub fn publish(&self, bodies: &[Bytes], defer: Option<Duration>) -> Result<Ack, ringsq_storage::Error> {
+        let now = now_ns();
+        let deliver_at_ns = defer.map_or(0, |d| now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+        let timestamp_ns = i64::try_from(now).unwrap_or(i64::MAX);
+        let mut last = None;
+        for body in bodies {
+            let id = self.guid.borrow_mut().next_id();
+            let msg = StoredMessage {
+                id,
+                timestamp_ns,
+                deliver_at_ns,
+                body: body.clone(),
+            };
+            last = Some(self.store.append(msg.encode())?);
+            self.message_count.set(self.message_count.get() + 1);
+            self.message_bytes.set(self.message_bytes.get() + body.len() as u64);
+        }
+        self.wake_channels();
+        Ok(match (last, self.store.log()) {
+            (Some(Appended::Log(pos)), Some(log)) => self.ack_policy(log, pos.seq + 1),
+            _ => Ack::Now,
+        })
+    }
+
+    /// `--ack-after-sync`: after the fsync. `--mem-queue-size 0`: after the write. Otherwise at
+    /// most `--mem-queue-size` of this topic's messages may exist only in memory.
+    fn ack_policy(&self, log: &Log<UringIo>, seq_end: u64) -> Ack {
+        if self.cfg.ack_after_sync {
+            return Ack::Wait {
+                log: log.clone(),
+                seq_end,
+                synced: true,
+            };
+        }
+        let in_memory_max = self.cfg.mem_queue_size;
+        let written = log.written().seq;
+        if seq_end.saturating_sub(written) <= in_memory_max && in_memory_max > 0 {
+            return Ack::Now;
+        }
+        Ack::Wait {
+            log: log.clone(),
+            seq_end: seq_end.saturating_sub(in_memory_max),
+            synced: false,
+        }
+    }
+
+    fn wake_channels(&self) {
+        for c in self.channels.borrow().values() {
+            c.wake();
+        }
+    }
+
+    // ----- channels --------------------------------------------------------------------------
+
+    pub fn get_channel(&self, name: &str) -> Option<Rc<Channel>> {
+        self.channels.borrow().get(name).cloned()
+    }
+
+    pub fn channels(&self) -> Vec<Rc<Channel>> {
+        self.channels.borrow().values().cloned().collect()
+    }
+
+    /// Gets or creates a channel. A new durable channel's state file is written before this
+    /// returns, so a crash right after `SUB` cannot lose its place.
+    pub async fn channel(&self, name: &str) -> Result<Rc<Channel>, ringsq_storage::Error> {
+        if let Some(c) = self.get_channel(name) {
+            return Ok(c);
+        }
+        let _guard = self.create_lock.lock().await;
+        if let Some(c) = self.get_channel(name) {
+            return Ok(c);
+        }
+        let start = if self.channels.borrow().is_empty() {
+            self.backlog_start.get()
+        } else {
+            self.store.end()
+        };
+        let channel = self.new_channel(name, start);
+        self.persist_channel(&channel).await?;
+        self.insert_channel(&channel);
+        tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
+        Ok(channel)
+    }
+
+    fn new_channel(&self, name: &str, start: Position) -> Rc<Channel> {
+        Channel::new(
+            name.to_owned(),
+            self.name.clone(),
+            Rc::clone(&self.store),
+            Rc::clone(&self.paused),
+            Rc::clone(&self.channel_cfg),
+            start,
+        )
+    }
+
+    fn insert_channel(&self, channel: &Rc<Channel>) {
+        channel.start();
+        self.channels.borrow_mut().insert(channel.name.clone(), Rc::clone(channel));
+    }
+
+    /// Re-creates a channel from its state file at start-up.
+    pub async fn restore_channel(&self, name: &str, snap: &ChannelSnapshot) {
+        let channel = self.new_channel(name, self.store.first());
+        channel.restore(snap).await;
+        channel.dirty.set(false);
+        self.insert_channel(&channel);
+    }
+
+    /// Deletes a channel (and its state file). The last channel gone makes the tail the start of
+    /// the backlog for the next first channel.
+    pub async fn delete_channel(&self, name: &str) -> bool {
+        let Some(channel) = self.channels.borrow_mut().remove(name) else {
+            return false;
+        };
+        channel.stop();
+        for client in channel.consumers() {
+            client.closed.set(true);
+            client.wake.notify_one();
+        }
+        if self.channels.borrow().is_empty() {
+            self.backlog_start.set(self.store.end());
+        }
+        if let (false, Some(data)) = (channel.ephemeral, &self.cfg.data_path) {
+            let path = paths::channel_file(data, &self.name, name);
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::error!("removing {}: {e}", path.display());
+                }
+            }
+        }
+        tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
+        self.retain();
+        true
+    }
+
+    // ----- persistence, retention ------------------------------------------------------------
+
+    fn channel_path(&self, channel: &str) -> Option<PathBuf> {
+        let data = self.cfg.data_path.as_ref()?;
+        Some(paths::channel_file(data, &self.name, channel))
+    }
+
+    async fn persist_channel(&self, channel: &Channel) -> Result<(), ringsq_storage::Error> {
+        let (Some(log), Some(path), false) = (self.store.log(), self.channel_path(&channel.name), channel.ephemeral)
+        else {
+            return Ok(());
+        };
+        let snap = channel.snapshot(log.synced());
+        let bytes = serde_json::to_vec(&snap).unwrap_or_default();
+        channel.dirty.set(false);
+        let result = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
+        if result.is_err() {
+            channel.dirty.set(true);
+        }
+        result
+    }
+
+    /// Persists every changed channel, then lets the log drop what no channel needs any more.
+    pub async fn checkpoint(&self) {
+        for channel in self.channels() {
+            if channel.dirty.get() && !channel.deleted.get() {
+                if let Err(e) = self.persist_channel(&channel).await {
+                    tracing::error!(topic = %self.name, channel = %channel.name, "saving channel state: {e}");
+                }
+            }
+        }
+        self.retain();
+    }
+
+    /// Segments below every channel's low-water mark can go. With no channel, nothing goes
+    /// (nsqd keeps a topic's messages until a channel takes them).
+    fn retain(&self) {
+        let channels = self.channels.borrow();
+        let durable: Vec<_> = channels.values().filter(|c| !c.ephemeral).collect();
+        let pool: Vec<_> = if durable.is_empty() { channels.values().collect() } else { durable };
+        let lowest = pool.iter().map(|c| c.low_water_mark().seq).min();
+        let floor = match lowest {
+            Some(seq) => seq,
+            None => self.backlog_start.get().seq,
+        };
+        self.store.retain_from(floor);
+    }
+
+    /// Removes every message from the topic: channels jump to the tail (HTTP `/topic/empty`).
+    pub fn empty(&self) {
+        self.backlog_start.set(self.store.end());
+        for c in self.channels() {
+            c.empty();
+        }
+        self.retain();
+    }
+
+    pub fn pause(&self, paused: bool) {
+        self.paused.set(paused);
+        if !paused {
+            self.wake_channels();
+        }
+    }
+
+    /// Messages waiting at the topic level: those no channel has taken yet (nsqd's topic depth).
+    pub fn depth(&self) -> u64 {
+        if self.channels.borrow().is_empty() {
+            self.store.end().seq.saturating_sub(self.backlog_start.get().seq)
+        } else {
+            0
+        }
+    }
+
+    /// Saves channel state and closes the log (clean shutdown).
+    pub async fn close(&self) {
+        if let Some(log) = self.store.log() {
+            if let Err(e) = log.sync().await {
+                tracing::error!(topic = %self.name, "final sync failed: {e}");
+            }
+        }
+        for c in self.channels() {
+            c.dirty.set(true);
+        }
+        self.checkpoint().await;
+        for c in self.channels() {
+            c.stop();
+        }
+        if let Some(log) = self.store.log() {
+            if let Err(e) = log.close().await {
+                tracing::error!(topic = %self.name, "closing log failed: {e}");
+            }
+        }
+    }
+}

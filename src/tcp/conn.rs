@@ -1,0 +1,281 @@
+//! One client connection: the magic, then a reader loop (bytes → `protocol::decode` → `exec`)
+//! and a writer task (outbox → socket, with nsqd's flush rules and heartbeats).
+//!
+//! The reader never waits for the disk: a publish appends (synchronously reserving its place in
+//! the log) and queues an ordered reply; the writer sends that `OK` when the log has written or
+//! fsynced it. So a pipelining publisher gets group commit across all its in-flight commands.
+
+use super::exec;
+use crate::broker::client::{Client, ClientSettings, ClientState, Reply};
+use crate::broker::Broker;
+use crate::protocol::{self, DecodeContext, Decoded};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+/// nsqd's bufio reader size: the initial read buffer.
+const READ_BUF_BYTES: usize = 16 * 1024;
+/// A publisher with more unsent replies than this is not read from until they drain.
+const REPLIES_PENDING_MAX: usize = 4096;
+const MAGIC_BYTES: usize = 4;
+
+pub async fn handle(stream: TcpStream, remote: SocketAddr, broker: Rc<Broker>) {
+    let stream = Rc::new(stream);
+    let Some(mut buf) = read_magic(&stream, &broker).await else {
+        return;
+    };
+    let client = Rc::new(Client::new(
+        broker.next_client_id(),
+        remote,
+        default_settings(&broker, remote),
+        broker.start_unix_s.max(crate::broker::guid::now_ns() / 1_000_000_000),
+    ));
+    broker.clients.borrow_mut().insert(client.id, Rc::clone(&client));
+    let writer = tokio::task::spawn_local(write_loop(Rc::clone(&stream), Rc::clone(&client)));
+    let mut session = exec::Session::new(Rc::clone(&broker), Rc::clone(&client));
+    if let Err(e) = read_loop(&stream, &mut buf, &mut session).await {
+        tracing::debug!(client = %remote, "connection ended: {e}");
+    }
+    session.disconnect().await;
+    client.closed.set(true);
+    client.wake.notify_one();
+    if let Err(e) = writer.await {
+        tracing::error!("writer task failed: {e}");
+    }
+    broker.clients.borrow_mut().remove(&client.id);
+}
+
+fn default_settings(broker: &Broker, remote: SocketAddr) -> ClientSettings {
+    ClientSettings::defaults(&crate::server::limits(&broker.options), &remote.ip().to_string())
+}
+
+/// Reads the 4-byte magic; a wrong one gets `E_BAD_PROTOCOL` and the connection is closed.
+/// Returns the buffer with whatever followed the magic.
+async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
+    let mut buf = Vec::with_capacity(READ_BUF_BYTES);
+    while buf.len() < MAGIC_BYTES {
+        let n = read_more(stream, &mut buf, Some(broker.options.client_timeout)).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+    }
+    if !protocol::magic_ok(&buf[..MAGIC_BYTES]) {
+        tracing::info!("client sent bad protocol magic {:?}", String::from_utf8_lossy(&buf[..MAGIC_BYTES]));
+        // nsqd sends the bare code, without a description.
+        let mut frame = Vec::new();
+        protocol::write_error(&mut frame, &protocol::ProtocolError::fatal("E_BAD_PROTOCOL", ""));
+        let (res, _) = stream.write_all(frame).await;
+        if let Err(e) = res {
+            tracing::debug!("writing E_BAD_PROTOCOL: {e}");
+        }
+        return None;
+    }
+    buf.drain(..MAGIC_BYTES);
+    Some(buf)
+}
+
+/// Appends what the socket has into `buf`'s spare capacity; Ok(0) at EOF.
+async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>, deadline: Option<Duration>) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_BUF_BYTES / 4 {
+        buf.reserve(READ_BUF_BYTES);
+    }
+    let owned = std::mem::take(buf);
+    let len = owned.len();
+    let cap = owned.capacity();
+    let read = stream.read(owned.slice(len..cap));
+    let (res, slice) = match deadline {
+        Some(d) => match tokio::time::timeout(d, read).await {
+            Ok(r) => r,
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "i/o timeout")),
+        },
+        None => read.await,
+    };
+    *buf = slice.into_inner();
+    res
+}
+
+async fn read_loop(stream: &TcpStream, buf: &mut Vec<u8>, session: &mut exec::Session) -> std::io::Result<()> {
+    let limits = session.limits();
+    let mut start = 0;
+    loop {
+        loop {
+            let cx = DecodeContext::new(session.protocol_state(), session.heartbeats_enabled(), &limits);
+            match protocol::decode(&buf[start..], &cx) {
+                Decoded::Incomplete => break,
+                Decoded::Command { cmd, consumed } => {
+                    start += consumed;
+                    if !session.exec(cmd).await {
+                        return Ok(());
+                    }
+                }
+                Decoded::LineTooLong => {
+                    // nsqd: "failed to read command - bufio: buffer full", closed without a frame.
+                    tracing::info!(client = %session.client.remote, "command line too long: closing");
+                    return Ok(());
+                }
+                Decoded::Error { err, consumed } => {
+                    start += consumed;
+                    tracing::info!(client = %session.client.remote, "protocol error: {err}");
+                    let fatal = err.fatal;
+                    session.client.respond_error(&err);
+                    if fatal {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        buf.drain(..start);
+        start = 0;
+        while session.client.replies_pending() > REPLIES_PENDING_MAX && !session.client.closed.get() {
+            session.client.drained.notified().await;
+        }
+        if session.client.closed.get() {
+            return Ok(());
+        }
+        let deadline = session.client.settings.borrow().heartbeat_interval.map(|h| h * 2);
+        if read_more(stream, buf, deadline).await? == 0 {
+            // The stream ended inside a command: nsqd answers the read that failed.
+            let cx = DecodeContext::new(session.protocol_state(), session.heartbeats_enabled(), &limits);
+            if let Some(err) = protocol::decode_at_eof(buf, &cx) {
+                session.client.respond_error(&err);
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// What the writer should do next.
+enum Flush {
+    Now,
+    /// Nothing to send before this instant (or a wake-up).
+    Wait(Option<Instant>),
+}
+
+async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
+    let mut spare: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
+    let heartbeat = client.settings.borrow().heartbeat_interval;
+    let mut next_heartbeat = heartbeat.map(|h| Instant::now() + h);
+    loop {
+        resolve_replies(&client);
+        let now = Instant::now();
+        if let Some(at) = next_heartbeat.filter(|at| *at <= now) {
+            client.respond(b"_heartbeat_");
+            next_heartbeat = client.settings.borrow().heartbeat_interval.map(|h| at.max(now) + h);
+            continue;
+        }
+        match flush_decision(&client, now) {
+            Flush::Now => {
+                let close = {
+                    let mut out = client.outbox.borrow_mut();
+                    std::mem::swap(&mut out.buf, &mut spare);
+                    out.urgent = false;
+                    out.first_message_at = None;
+                    out.close_after_flush && out.buf.is_empty()
+                };
+                let (res, written) = stream.write_all(std::mem::take(&mut spare)).await;
+                spare = written;
+                spare.clear();
+                client.drained.notify_waiters();
+                if res.is_err() || close {
+                    client.closed.set(true);
+                    break;
+                }
+            }
+            Flush::Wait(until) => {
+                if client.closed.get() && client.outbox.borrow().replies.is_empty() {
+                    break;
+                }
+                let until = [until, next_heartbeat].into_iter().flatten().min();
+                wait_for_work(&client, until).await;
+            }
+        }
+    }
+    if let Err(e) = stream.shutdown(std::net::Shutdown::Write) {
+        tracing::debug!("shutdown: {e}");
+    }
+}
+
+/// Sleeps until woken, until `until`, or until the oldest durable reply is done.
+async fn wait_for_work(client: &Client, until: Option<Instant>) {
+    let front = match client.outbox.borrow().replies.front() {
+        Some(Reply::Durable { log, seq_end, synced, .. }) => Some((log.clone(), *seq_end, *synced)),
+        _ => None,
+    };
+    let durable = async {
+        match front {
+            Some((log, seq_end, true)) => log.wait_synced(seq_end).await,
+            Some((log, seq_end, false)) => log.wait_written(seq_end).await,
+            None => std::future::pending().await,
+        }
+    };
+    let sleep = async {
+        match until {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = client.wake.notified() => {}
+        () = sleep => {}
+        _ = durable => {}
+    }
+}
+
+/// Moves every reply at the head of the queue that can be sent now into the outbox.
+fn resolve_replies(client: &Client) {
+    let mut out = client.outbox.borrow_mut();
+    while let Some(front) = out.replies.front() {
+        let frame = match front {
+            Reply::Frame(_) => match out.replies.pop_front() {
+                Some(Reply::Frame(f)) => f,
+                _ => break,
+            },
+            Reply::Durable { log, seq_end, synced, failed_code, command } => {
+                let done = if *synced { log.synced().seq } else { log.written().seq };
+                let mut frame = Vec::new();
+                if done >= *seq_end {
+                    protocol::write_response(&mut frame, b"OK");
+                } else if let Some(e) = log.error() {
+                    let err = protocol::ProtocolError::fatal(failed_code, format!("{command} failed {e}"));
+                    protocol::write_error(&mut frame, &err);
+                    out.close_after_flush = true;
+                } else {
+                    break;
+                }
+                out.replies.pop_front();
+                frame
+            }
+        };
+        out.buf.extend_from_slice(&frame);
+        out.urgent = true;
+    }
+}
+
+fn flush_decision(client: &Client, now: Instant) -> Flush {
+    let out = client.outbox.borrow();
+    if out.buf.is_empty() {
+        return Flush::Wait(None);
+    }
+    if out.urgent || out.close_after_flush || client.closed.get() {
+        return Flush::Now;
+    }
+    let settings = client.settings.borrow();
+    if out.buf.len() >= settings.output_buffer_size || !client.is_ready_for_messages() {
+        return Flush::Now;
+    }
+    match (settings.output_buffer_timeout, out.first_message_at) {
+        (Some(timeout), Some(first)) if first + timeout > now => Flush::Wait(Some(first + timeout)),
+        _ => Flush::Now,
+    }
+}
+
+/// The state the decoder uses to pick nsqd's error for a command.
+pub fn protocol_state(state: ClientState) -> protocol::ClientState {
+    match state {
+        ClientState::Subscribed => protocol::ClientState::Subscribed,
+        ClientState::Closing => protocol::ClientState::Closing,
+        ClientState::Init | ClientState::Connected | ClientState::Disconnected => protocol::ClientState::Init,
+    }
+}

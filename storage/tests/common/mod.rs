@@ -26,6 +26,22 @@ where
     local.block_on(&rt, body(MemIo::new(), PathBuf::from("/mem/log")));
 }
 
+/// Like [`run_mem`] with tokio's clock paused: time only moves when every task is idle, so a
+/// timer-driven step (the sync timeout) happens at a known point without real waiting.
+pub fn run_mem_paused<F, Fut>(body: F)
+where
+    F: FnOnce(MemIo, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, body(MemIo::new(), PathBuf::from("/mem/log")));
+}
+
 /// Runs `body` on `io_uring` with a fresh tempdir.
 pub fn run_uring<F, Fut>(body: F)
 where

@@ -194,10 +194,18 @@ impl<I: Io> Clone for Log<I> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mark {
-    Written,
-    Synced,
+/// See [`Log::ticket`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    seq_end: u64,
+    gen: u64,
+}
+
+impl Ticket {
+    /// The records this ticket waits for are those with seq below this.
+    pub fn seq_end(&self) -> u64 {
+        self.seq_end
+    }
 }
 
 impl<I: Io> Log<I> {
@@ -306,59 +314,77 @@ impl<I: Io> Log<I> {
         self.shared().state.borrow().synced
     }
 
+    /// A claim on the records appended so far below `seq_end`, taken right after the `append`s:
+    /// it remembers the ENOSPC roll-back generation, so records failed by a roll-back are never
+    /// mistaken for later records that reuse their sequence numbers.
+    pub fn ticket(&self, seq_end: u64) -> Ticket {
+        Ticket {
+            seq_end,
+            gen: self.shared().state.borrow().rollback_gen,
+        }
+    }
+
+    /// Where a ticket stands, without waiting: `Some(Ok)` once its records are written (or, with
+    /// `synced`, fdatasynced), `Some(Err)` if they failed, `None` while pending.
+    pub fn ticket_state(&self, ticket: Ticket, synced: bool) -> Option<Result<()>> {
+        let st = self.shared().state.borrow();
+        if let Some(e) = st.rolled_back(ticket.seq_end, ticket.gen) {
+            return Some(Err(e));
+        }
+        let reached = if synced {
+            st.synced.seq
+        } else {
+            st.written.seq
+        };
+        if reached >= ticket.seq_end {
+            return Some(Ok(()));
+        }
+        if let Some(e) = &st.error {
+            return Some(Err(e.clone()));
+        }
+        if st.writer_done {
+            return Some(Err(Error::Closed));
+        }
+        None
+    }
+
+    /// Waits for a ticket; with `synced`, asks for an fdatasync at once (group commit: every
+    /// waiter arriving while an fdatasync runs is released by the next single one).
+    pub async fn wait_ticket(&self, ticket: Ticket, synced: bool) -> Result<()> {
+        let shared = self.shared();
+        if synced {
+            let mut st = shared.state.borrow_mut();
+            st.sync_wanted = st.sync_wanted.max(ticket.seq_end);
+            drop(st);
+            shared.work.notify_one();
+        }
+        loop {
+            let notified = shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.ticket_state(ticket, synced) {
+                return result;
+            }
+            notified.await;
+        }
+    }
+
     /// Resolves when `written().seq >= seq_end`, or with the error that failed those records.
-    /// Call it right after the `append`s it waits for (an ENOSPC roll-back that happens before
-    /// this future is first polled cannot be told apart from later appends).
+    /// Call it right after the `append`s it waits for (or take a [`Ticket`] then and wait later).
     pub async fn wait_written(&self, seq_end: u64) -> Result<()> {
-        self.wait(seq_end, Mark::Written).await
+        self.wait_ticket(self.ticket(seq_end), false).await
     }
 
     /// Group commit: asks for an fdatasync as soon as possible and resolves when
-    /// `synced().seq >= seq_end`. Every waiter arriving while an fdatasync runs is released by
-    /// the next single one.
+    /// `synced().seq >= seq_end`.
     pub async fn wait_synced(&self, seq_end: u64) -> Result<()> {
-        {
-            let mut st = self.shared().state.borrow_mut();
-            st.sync_wanted = st.sync_wanted.max(seq_end);
-        }
-        self.shared().work.notify_one();
-        self.wait(seq_end, Mark::Synced).await
+        self.wait_ticket(self.ticket(seq_end), true).await
     }
 
     /// Makes everything appended so far durable.
     pub async fn sync(&self) -> Result<()> {
         let end = self.end().seq;
         self.wait_synced(end).await
-    }
-
-    async fn wait(&self, seq_end: u64, mark: Mark) -> Result<()> {
-        let shared = self.shared();
-        let entry_gen = shared.state.borrow().rollback_gen;
-        loop {
-            let notified = shared.progress.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let st = shared.state.borrow();
-                let reached = match mark {
-                    Mark::Written => st.written.seq,
-                    Mark::Synced => st.synced.seq,
-                };
-                if reached >= seq_end {
-                    return Ok(());
-                }
-                if let Some(e) = st.rolled_back(seq_end, entry_gen) {
-                    return Err(e);
-                }
-                if let Some(e) = &st.error {
-                    return Err(e.clone());
-                }
-                if st.writer_done {
-                    return Err(Error::Closed);
-                }
-            }
-            notified.await;
-        }
     }
 
     /// Records with seq >= `from.seq`, in order, up to `max_records` and `max_bytes` of data

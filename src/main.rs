@@ -1,4 +1,4 @@
-//! The `ringsq` binary: parse nsqd's flags, run the broker on io_uring until SIGTERM/SIGINT.
+//! The `ringsq` binary: parse nsqd's flags, run the broker on `io_uring` until SIGTERM/SIGINT.
 
 use ringsq::options::{self, Options, Parsed};
 use std::process::ExitCode;
@@ -54,7 +54,10 @@ fn init_tracing(options: &Options) {
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

@@ -304,7 +304,10 @@ where
         .skip(1)
         .map(|arg| {
             arg.into().into_string().map_err(|bad| {
-                OptionsError::command_line(None, format!("argument is not valid UTF-8: {}", bad.to_string_lossy()))
+                OptionsError::command_line(
+                    None,
+                    format!("argument is not valid UTF-8: {}", bad.to_string_lossy()),
+                )
             })
         })
         .collect::<Result<Vec<String>, _>>()?;

@@ -2,6 +2,9 @@
 //! 1.3.0 flag and ringsq's `--ack-after-sync`), and bad flag or config values (non-zero exit,
 //! stderr names the flag or key). None of these starts the broker.
 
+// Helpers outside #[test] fns: failing to run the binary is a test failure, so expect is right.
+#![allow(clippy::expect_used)]
+
 use std::io::Write as _;
 use std::process::{Command, Output};
 
@@ -91,9 +94,9 @@ fn help_lists_every_nsqd_flag_and_ack_after_sync() {
         assert!(out.status.success(), "{flag}: {out:?}");
         let help = text(&out.stdout);
         for name in NSQD_FLAGS.iter().chain(&["ack-after-sync"]) {
-            let listed = help.lines().any(|line| {
-                line.trim_start().split_whitespace().next() == Some(&format!("--{name}"))
-            });
+            let listed = help
+                .lines()
+                .any(|line| line.split_whitespace().next() == Some(&format!("--{name}")));
             assert!(listed, "--help lacks --{name}:\n{help}");
         }
         assert!(

@@ -168,7 +168,8 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     row("log-level", Setter::LogLevel(|o, v| o.log_level = v), Shown::Value("info"),
         "set log verbosity: debug, info, warn, error, or fatal"),
     row("log-prefix", Setter::Str(|o, v| o.log_prefix = v), Shown::Value("[nsqd] "), "log message prefix"),
-    row("verbose", Setter::Bool(|o, v| o.verbose = v), Shown::Zero,
+    // nsqd 1.3.0's Options struct has no Verbose field, so a `verbose` config key is ignored.
+    row_keyed("verbose", ConfigKey::NotInConfig, Setter::Bool(|o, v| o.verbose = v), Shown::Zero,
         "[deprecated] has no effect, use --log-level"),
     row_keyed("node-id", ConfigKey::Named("id"), Setter::Int(|o, v| {
             o.node_id = in_range(v, 0, 1023).map_err(|_| "--node-id must be [0,1024)".to_owned())?;

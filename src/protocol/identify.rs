@@ -9,7 +9,8 @@
 //! `int32` range, a number for a string) or a syntax error is `E_BAD_BODY IDENTIFY failed to
 //! decode JSON body`. Invalid UTF-8 inside strings becomes U+FFFD as in Go. Known differences:
 //! `serde_json` refuses nesting deeper than 128 (Go allows 10000) and lone UTF-16 surrogate
-//! escapes (`"\ud800"`, Go substitutes U+FFFD); no real client sends either.
+//! escapes (`"\ud800"`, Go substitutes U+FFFD), and it reads `-0` as a float, so an int field
+//! given `-0` is refused (Go: 0). No real client sends any of these.
 //!
 //! Then, in Go's order (`clientV2.Identify`): heartbeat interval, output buffer timeout,
 //! output buffer size, sample rate, msg timeout — each `E_BAD_BODY IDENTIFY <what> (%d) is
@@ -373,4 +374,269 @@ pub fn identify_response_json(
         timeout_ms,
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BAD_JSON: &str = "E_BAD_BODY IDENTIFY failed to decode JSON body";
+
+    fn parse(json: &str) -> Result<IdentifyRequest, String> {
+        parse_identify(json.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_like_go_encoding_json() {
+        let req = parse(
+            r#"{"client_id":"c","hostname":"h","user_agent":"ua","feature_negotiation":true,
+               "heartbeat_interval":30000,"output_buffer_size":16384,"output_buffer_timeout":250,
+               "tls_v1":false,"snappy":true,"deflate":false,"deflate_level":6,"sample_rate":10,
+               "msg_timeout":60000,"short_id":"s","long_id":"l","topology_zone":null,"x":[{"y":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.client_id.as_deref(), Some("c"));
+        assert_eq!(req.user_agent.as_deref(), Some("ua"));
+        assert!(req.feature_negotiation && req.snappy && !req.tls_v1);
+        assert_eq!(
+            (
+                req.heartbeat_interval_ms,
+                req.output_buffer_size,
+                req.output_buffer_timeout_ms
+            ),
+            (30000, 16384, 250)
+        );
+        assert_eq!(
+            (req.deflate_level, req.sample_rate, req.msg_timeout_ms),
+            (6, 10, 60000)
+        );
+    }
+
+    #[test]
+    fn go_json_corner_cases() {
+        assert_eq!(parse("null").unwrap(), IdentifyRequest::default());
+        assert_eq!(parse(" {} ").unwrap(), IdentifyRequest::default());
+        let folded =
+            parse(r#"{"CLIENT_ID":"a","Feature_Negotiation":true,"ſample_rate":5}"#).unwrap();
+        assert_eq!(folded.client_id.as_deref(), Some("a"));
+        assert!(folded.feature_negotiation);
+        assert_eq!(folded.sample_rate, 5);
+        let nulls = parse(r#"{"client_id":null,"sample_rate":null,"tls_v1":null}"#).unwrap();
+        assert_eq!(nulls, IdentifyRequest::default());
+        let last_wins =
+            parse(r#"{"client_id":"a","Client_Id":"b","msg_timeout":1,"msg_timeout":2}"#).unwrap();
+        assert_eq!(last_wins.client_id.as_deref(), Some("b"));
+        assert_eq!(last_wins.msg_timeout_ms, 2);
+        // Documented difference: serde_json reads `-0` as a float, Go as the int 0.
+        assert_eq!(parse(r#"{"heartbeat_interval":-0}"#).unwrap_err(), BAD_JSON);
+        let lossy = parse_identify(b"{\"client_id\":\"a\xffb\"}").unwrap();
+        assert_eq!(lossy.client_id.as_deref(), Some("a\u{fffd}b"));
+        for bad in [
+            "",
+            "[]",
+            "1",
+            "\"s\"",
+            "{",
+            "{} {}",
+            r#"{"heartbeat_interval":1.5}"#,
+            r#"{"heartbeat_interval":1e3}"#,
+            r#"{"heartbeat_interval":"1000"}"#,
+            r#"{"heartbeat_interval":9223372036854775808}"#,
+            r#"{"sample_rate":2147483648}"#,
+            r#"{"client_id":5}"#,
+            r#"{"tls_v1":1}"#,
+            r#"{"tls_v1":"true"}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err(), BAD_JSON, "{bad}");
+        }
+    }
+
+    fn resolve(json: &str) -> Result<IdentifySettings, String> {
+        let limits = Limits::default();
+        let current = IdentifySettings::defaults(&limits, "127.0.0.1");
+        resolve_identify(&parse(json).unwrap(), &current, &limits).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn validation_table() {
+        let invalid = |what: &str, v: &str| format!("E_BAD_BODY IDENTIFY {what} ({v}) is invalid");
+        let cases: &[(&str, Option<String>)] = &[
+            (r#"{"heartbeat_interval":-1}"#, None),
+            (r#"{"heartbeat_interval":1000}"#, None),
+            (r#"{"heartbeat_interval":60000}"#, None),
+            (
+                r#"{"heartbeat_interval":500}"#,
+                Some(invalid("heartbeat interval", "500")),
+            ),
+            (
+                r#"{"heartbeat_interval":60001}"#,
+                Some(invalid("heartbeat interval", "60001")),
+            ),
+            (
+                r#"{"heartbeat_interval":-2}"#,
+                Some(invalid("heartbeat interval", "-2")),
+            ),
+            (r#"{"output_buffer_timeout":25}"#, None),
+            (
+                r#"{"output_buffer_timeout":24}"#,
+                Some(invalid("output buffer timeout", "24")),
+            ),
+            (
+                r#"{"output_buffer_timeout":30001}"#,
+                Some(invalid("output buffer timeout", "30001")),
+            ),
+            (r#"{"output_buffer_size":64}"#, None),
+            (
+                r#"{"output_buffer_size":63}"#,
+                Some(invalid("output buffer size", "63")),
+            ),
+            (
+                r#"{"output_buffer_size":65537}"#,
+                Some(invalid("output buffer size", "65537")),
+            ),
+            (
+                r#"{"output_buffer_size":1,"output_buffer_timeout":1}"#,
+                Some(invalid("output buffer timeout", "1")),
+            ),
+            (r#"{"sample_rate":99}"#, None),
+            (
+                r#"{"sample_rate":100}"#,
+                Some(invalid("sample rate", "100")),
+            ),
+            (r#"{"sample_rate":-1}"#, Some(invalid("sample rate", "-1"))),
+            (r#"{"msg_timeout":1000}"#, None),
+            (
+                r#"{"msg_timeout":999}"#,
+                Some(invalid("msg timeout", "999")),
+            ),
+            (
+                r#"{"msg_timeout":900001}"#,
+                Some(invalid("msg timeout", "900001")),
+            ),
+            (r#"{"msg_timeout":-1}"#, Some(invalid("msg timeout", "-1"))),
+            (
+                r#"{"heartbeat_interval":1,"sample_rate":100}"#,
+                Some(invalid("heartbeat interval", "1")),
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(resolve(json).err(), *want, "{json}");
+        }
+    }
+
+    #[test]
+    fn resolved_values() {
+        let limits = Limits::default();
+        let defaults = IdentifySettings::defaults(&limits, "10.0.0.1");
+        assert_eq!(defaults.heartbeat_interval, Some(Duration::from_secs(30)));
+        assert_eq!(
+            defaults.output_buffer_timeout,
+            Some(Duration::from_millis(250))
+        );
+        let s = resolve(
+            r#"{"heartbeat_interval":-1,"output_buffer_size":-1,"output_buffer_timeout":100}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.heartbeat_interval,
+                s.output_buffer_size,
+                s.output_buffer_timeout
+            ),
+            (None, 1, None)
+        );
+        assert_eq!(
+            (s.client_id.as_str(), s.hostname.as_str()),
+            ("", ""),
+            "Go overwrites with empty"
+        );
+        let s = resolve(r#"{"msg_timeout":5000,"sample_rate":7,"client_id":"me"}"#).unwrap();
+        assert_eq!(
+            (s.msg_timeout, s.sample_rate, s.client_id.as_str()),
+            (Duration::from_secs(5), 7, "me")
+        );
+        let s = resolve(r#"{"output_buffer_timeout":-1}"#).unwrap();
+        assert_eq!(
+            (s.output_buffer_size, s.output_buffer_timeout),
+            (OUTPUT_BUFFER_SIZE_DEFAULT_BYTES, None)
+        );
+        // 0 keeps the current value, not the server default.
+        let first = resolve(r#"{"heartbeat_interval":-1}"#).unwrap();
+        let again = resolve_identify(&parse("{}").unwrap(), &first, &limits).unwrap();
+        assert_eq!(again.heartbeat_interval, None);
+    }
+
+    #[test]
+    fn negotiation() {
+        let limits = Limits::default();
+        let both =
+            parse(r#"{"snappy":true,"deflate":true,"deflate_level":9,"tls_v1":true}"#).unwrap();
+        let none = ServerFeatures::default();
+        assert_eq!(
+            negotiate(&both, none, &limits).unwrap(),
+            Negotiated {
+                tls_v1: false,
+                snappy: false,
+                deflate: false,
+                deflate_level: 6
+            }
+        );
+        let all = ServerFeatures {
+            tls: true,
+            snappy: true,
+            deflate: true,
+        };
+        assert_eq!(
+            negotiate(&both, all, &limits).unwrap_err().to_string(),
+            "E_IDENTIFY_FAILED cannot enable both deflate and snappy compression"
+        );
+        let deflate = parse(r#"{"deflate":true,"deflate_level":9}"#).unwrap();
+        assert_eq!(
+            negotiate(&deflate, all, &limits).unwrap().deflate_level,
+            6,
+            "capped"
+        );
+        let low = parse(r#"{"deflate":true,"deflate_level":2}"#).unwrap();
+        assert_eq!(negotiate(&low, all, &limits).unwrap().deflate_level, 2);
+        let capped = Limits {
+            max_deflate_level: 3,
+            ..Limits::default()
+        };
+        assert_eq!(
+            negotiate(&IdentifyRequest::default(), none, &capped)
+                .unwrap()
+                .deflate_level,
+            3
+        );
+    }
+
+    #[test]
+    fn response_json_exact_bytes() {
+        let limits = Limits::default();
+        let settings = IdentifySettings::defaults(&limits, "127.0.0.1");
+        let negotiated = negotiate(
+            &IdentifyRequest::default(),
+            ServerFeatures::default(),
+            &limits,
+        )
+        .unwrap();
+        let json = identify_response_json(&settings, &negotiated, &limits, false);
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            concat!(
+                r#"{"max_rdy_count":2500,"version":"1.3.0","max_msg_timeout":900000,"msg_timeout":60000,"#,
+                r#""tls_v1":false,"deflate":false,"deflate_level":6,"max_deflate_level":6,"snappy":false,"#,
+                r#""sample_rate":0,"auth_required":false,"output_buffer_size":16384,"output_buffer_timeout":250}"#
+            )
+        );
+        let unbuffered = resolve(r#"{"output_buffer_size":-1,"sample_rate":3}"#).unwrap();
+        let json = String::from_utf8(identify_response_json(
+            &unbuffered,
+            &negotiated,
+            &limits,
+            true,
+        ))
+        .unwrap();
+        assert!(json.ends_with(r#""sample_rate":3,"auth_required":true,"output_buffer_size":1,"output_buffer_timeout":0}"#));
+    }
 }

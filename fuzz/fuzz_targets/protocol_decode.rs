@@ -1,0 +1,100 @@
+//! Fuzz target for the V2 command decoder (`ringsq::protocol::decode`).
+//!
+//! Arbitrary bytes are decoded repeatedly, as a connection would, under small limits and every
+//! client state. Checked invariants: no panic; `consumed` is in `1..=len`; no command carries
+//! more than the limits allow; `decode_at_eof` and `mpub_topic_ahead` never panic; splitting the
+//! input at an arbitrary point yields the same commands (no state hides in the decoder).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringsq::protocol::{
+    decode, decode_at_eof, mpub_topic_ahead, ClientState, Command, DecodeContext, Decoded, Limits,
+};
+
+fn small_limits() -> Limits {
+    Limits {
+        max_msg_size: 64,
+        max_body_size: 256,
+        max_rdy_count: 100,
+        max_req_timeout_ms: 10_000,
+        line_len_max: 128,
+        ..Limits::default()
+    }
+}
+
+fn check_command(cmd: &Command, limits: &Limits) {
+    let msg = usize::try_from(limits.max_msg_size).unwrap();
+    let body = usize::try_from(limits.max_body_size).unwrap();
+    match cmd {
+        Command::Identify(b) | Command::Auth(b) => assert!(!b.is_empty() && b.len() <= body),
+        Command::Pub { body: b, .. } => assert!(!b.is_empty() && b.len() <= msg),
+        Command::Dpub {
+            body: b, defer_ms, ..
+        } => {
+            assert!(!b.is_empty() && b.len() <= msg);
+            assert!(*defer_ms <= limits.max_req_timeout_ms);
+        }
+        Command::Mpub { bodies, .. } => {
+            assert!(!bodies.is_empty());
+            assert!(bodies.iter().all(|b| !b.is_empty() && b.len() <= msg));
+            assert!(bodies.iter().map(|b| 4 + b.len()).sum::<usize>() + 4 <= body);
+        }
+        Command::Rdy(n) => assert!(*n <= limits.max_rdy_count),
+        _ => {}
+    }
+}
+
+/// Decodes everything decodable; returns the commands and where decoding stopped.
+fn run(data: &[u8], cx: &DecodeContext<'_>) -> (Vec<Command>, usize) {
+    let mut pos = 0;
+    let mut cmds = Vec::new();
+    loop {
+        let rest = &data[pos..];
+        let _ = mpub_topic_ahead(rest, cx);
+        match decode(rest, cx) {
+            Decoded::Command { cmd, consumed } => {
+                assert!(consumed > 0 && consumed <= rest.len());
+                check_command(&cmd, cx.limits);
+                cmds.push(cmd);
+                pos += consumed;
+            }
+            Decoded::Error { err, consumed } => {
+                assert!(consumed > 0 && consumed <= rest.len());
+                assert!(err.fatal);
+                return (cmds, pos);
+            }
+            Decoded::Incomplete => {
+                assert!(rest.len() < cx.limits.command_len_max_bytes());
+                let _ = decode_at_eof(rest, cx);
+                return (cmds, pos);
+            }
+            Decoded::LineTooLong => return (cmds, pos),
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, data)) = data.split_first() else {
+        return;
+    };
+    let limits = small_limits();
+    let state = match selector % 3 {
+        0 => ClientState::Init,
+        1 => ClientState::Subscribed,
+        _ => ClientState::Closing,
+    };
+    let mut cx = DecodeContext::new(state, selector & 4 == 0, &limits);
+    cx.tls_required = selector & 8 != 0;
+    let (whole, _) = run(data, &cx);
+
+    // Feeding the same bytes in two reads gives the same commands.
+    let split = usize::from(selector) * data.len() / 256;
+    let (first, stop) = run(&data[..split], &cx);
+    let mut buffered = data[stop..split].to_vec();
+    buffered.extend_from_slice(&data[split..]);
+    let (second, _) = run(&buffered, &cx);
+    let mut joined = first;
+    joined.extend(second);
+    assert_eq!(whole, joined);
+});

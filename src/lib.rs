@@ -1,9 +1,9 @@
-//! ringsq: NSQ's `nsqd` on io_uring, with a durable log at its centre.
+//! ringsq: NSQ's `nsqd` on `io_uring`, with a durable log at its centre.
 //!
 //! Where a publish goes, socket to disk:
 //! `tcp::conn` (read a frame) → `protocol` (decode it into a `Command`) →
 //! `broker::topic::Topic::publish` (append to the topic's `ringsq_storage::Log`) →
-//! the log's writer task (one batched io_uring write, then fdatasync per policy).
+//! the log's writer task (one batched `io_uring` write, then fdatasync per policy).
 //! Channels are cursors over that log (`broker::channel`).
 
 pub mod options;

@@ -340,7 +340,7 @@ impl Channel {
                 }
                 return Ok(false);
             };
-            self.take_record(record);
+            self.take_record(&record);
         }
     }
 
@@ -379,7 +379,7 @@ impl Channel {
     }
 
     /// A record taken from the store: deliver it, defer it (DPUB not yet due), or skip it.
-    fn take_record(&self, record: Record) {
+    fn take_record(&self, record: &Record) {
         self.dirty.set(true);
         let msg = match StoredMessage::decode(&record.data) {
             Ok(m) => m,

@@ -9,7 +9,7 @@
 
 use crate::protocol::{self, ProtocolError};
 use bytes::Bytes;
-use ringsq_storage::{Log, UringIo};
+use ringsq_storage::{Log, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,11 +34,11 @@ pub type ClientSettings = protocol::IdentifySettings;
 pub enum Reply {
     /// Sent as soon as everything before it has been.
     Frame(Vec<u8>),
-    /// `OK` once the log has written (or, with `synced`, fsynced) every record below `seq_end`;
+    /// `OK` once the log has written (or, with `synced`, fsynced) the ticket's records;
     /// on failure the error frame `<code> <command> failed <err>` (fatal).
     Durable {
         log: Log<UringIo>,
-        seq_end: u64,
+        ticket: Ticket,
         synced: bool,
         failed_code: &'static str,
         command: &'static str,

@@ -169,7 +169,7 @@ impl Broker {
         let store = match (&self.cfg.data_path, crate::protocol::is_ephemeral(name)) {
             (Some(data), false) => {
                 let dir = paths::topic_log_dir(data, name);
-                let (log, report) = Log::open(self.cfg.io.clone(), &dir, self.cfg.log.clone()).await?;
+                let (log, report) = Log::open(self.cfg.io, &dir, self.cfg.log.clone()).await?;
                 tracing::info!(topic = %name, "TOPIC({name}): opened log: {report}");
                 Store::Durable(log)
             }
@@ -213,7 +213,7 @@ impl Broker {
         };
         topic.deleted.set(true);
         for c in topic.channels() {
-            topic.delete_channel(&c.name).await;
+            topic.delete_channel(&c.name);
         }
         if let Some(log) = topic.log() {
             if let Err(e) = log.clone().destroy().await {

@@ -8,7 +8,7 @@ use super::paths;
 use super::store::{Appended, Store};
 use super::BrokerConfig;
 use bytes::Bytes;
-use ringsq_storage::{Log, Position, UringIo};
+use ringsq_storage::{Log, Position, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,10 +19,10 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum Ack {
     Now,
-    /// After the log has written (or fsynced, with `synced`) every record below `seq_end`.
+    /// After the log has written (or fsynced, with `synced`) the ticket's records.
     Wait {
         log: Log<UringIo>,
-        seq_end: u64,
+        ticket: Ticket,
         synced: bool,
     },
 }
@@ -113,7 +113,7 @@ impl Topic {
         if self.cfg.ack_after_sync {
             return Ack::Wait {
                 log: log.clone(),
-                seq_end,
+                ticket: log.ticket(seq_end),
                 synced: true,
             };
         }
@@ -124,7 +124,7 @@ impl Topic {
         }
         Ack::Wait {
             log: log.clone(),
-            seq_end: seq_end.saturating_sub(in_memory_max),
+            ticket: log.ticket(seq_end.saturating_sub(in_memory_max)),
             synced: false,
         }
     }
@@ -193,7 +193,7 @@ impl Topic {
 
     /// Deletes a channel (and its state file). The last channel gone makes the tail the start of
     /// the backlog for the next first channel.
-    pub async fn delete_channel(&self, name: &str) -> bool {
+    pub fn delete_channel(&self, name: &str) -> bool {
         let Some(channel) = self.channels.borrow_mut().remove(name) else {
             return false;
         };

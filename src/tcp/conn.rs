@@ -64,8 +64,12 @@ async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
     if !protocol::magic_ok(&buf[..MAGIC_BYTES]) {
         tracing::info!("client sent bad protocol magic {:?}", String::from_utf8_lossy(&buf[..MAGIC_BYTES]));
         // nsqd sends the bare code, without a description.
-        let mut frame = Vec::new();
-        protocol::write_error(&mut frame, &protocol::ProtocolError::fatal("E_BAD_PROTOCOL", ""));
+        let code = b"E_BAD_PROTOCOL";
+        let size = u32::try_from(4 + code.len()).unwrap_or(u32::MAX);
+        let mut frame = Vec::with_capacity(8 + code.len());
+        frame.extend_from_slice(&size.to_be_bytes());
+        frame.extend_from_slice(&protocol::FRAME_TYPE_ERROR.to_be_bytes());
+        frame.extend_from_slice(code);
         let (res, _) = stream.write_all(frame).await;
         if let Err(e) = res {
             tracing::debug!("writing E_BAD_PROTOCOL: {e}");
@@ -200,13 +204,12 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
 /// Sleeps until woken, until `until`, or until the oldest durable reply is done.
 async fn wait_for_work(client: &Client, until: Option<Instant>) {
     let front = match client.outbox.borrow().replies.front() {
-        Some(Reply::Durable { log, seq_end, synced, .. }) => Some((log.clone(), *seq_end, *synced)),
+        Some(Reply::Durable { log, ticket, synced, .. }) => Some((log.clone(), *ticket, *synced)),
         _ => None,
     };
     let durable = async {
         match front {
-            Some((log, seq_end, true)) => log.wait_synced(seq_end).await,
-            Some((log, seq_end, false)) => log.wait_written(seq_end).await,
+            Some((log, ticket, synced)) => log.wait_ticket(ticket, synced).await,
             None => std::future::pending().await,
         }
     };
@@ -232,17 +235,16 @@ fn resolve_replies(client: &Client) {
                 Some(Reply::Frame(f)) => f,
                 _ => break,
             },
-            Reply::Durable { log, seq_end, synced, failed_code, command } => {
-                let done = if *synced { log.synced().seq } else { log.written().seq };
+            Reply::Durable { log, ticket, synced, failed_code, command } => {
                 let mut frame = Vec::new();
-                if done >= *seq_end {
-                    protocol::write_response(&mut frame, b"OK");
-                } else if let Some(e) = log.error() {
-                    let err = protocol::ProtocolError::fatal(failed_code, format!("{command} failed {e}"));
-                    protocol::write_error(&mut frame, &err);
-                    out.close_after_flush = true;
-                } else {
-                    break;
+                match log.ticket_state(*ticket, *synced) {
+                    None => break,
+                    Some(Ok(())) => protocol::write_response(&mut frame, b"OK"),
+                    Some(Err(e)) => {
+                        let err = protocol::ProtocolError::fatal(failed_code, format!("{command} failed {e}"));
+                        protocol::write_error(&mut frame, &err);
+                        out.close_after_flush = true;
+                    }
                 }
                 out.replies.pop_front();
                 frame

@@ -52,7 +52,6 @@ impl Session {
                 self.rdy(count);
                 Ok(())
             }
-            Command::RdyIgnored => Ok(()),
             Command::Fin(id) => self.fin(&id),
             Command::Req { id, timeout_ms } => self.req(&id, timeout_ms),
             Command::Touch(id) => self.touch(&id),
@@ -60,7 +59,7 @@ impl Session {
                 self.cls();
                 Ok(())
             }
-            Command::Nop => Ok(()),
+            Command::Nop | Command::RdyIgnored => Ok(()),
             Command::Pub { topic, body } => self.publish(&topic, vec![body], None, "PUB", "E_PUB_FAILED").await,
             Command::Mpub { topic, bodies } => self.publish(&topic, bodies, None, "MPUB", "E_MPUB_FAILED").await,
             Command::Dpub { topic, defer_ms, body } => {
@@ -83,6 +82,17 @@ impl Session {
         let limits = self.limits();
         let current = self.client.settings.borrow().clone();
         let settings = protocol::resolve_identify(&req, &current, &limits)?;
+        // nsqd refuses snappy and deflate together when both are enabled (the default), even
+        // though ringsq does not speak either yet.
+        let o = &self.broker.options;
+        let enabled = protocol::ServerFeatures {
+            tls: false,
+            snappy: o.snappy,
+            deflate: o.deflate,
+        };
+        if req.feature_negotiation {
+            protocol::negotiate(&req, enabled, &limits)?;
+        }
         // Compression and TLS are not built yet: a client that asks carries on without them.
         let negotiated = if req.feature_negotiation {
             Some(protocol::negotiate(&req, protocol::ServerFeatures::default(), &limits)?)
@@ -172,9 +182,9 @@ impl Session {
         self.client.count_publish(topic_name, bodies.len() as u64);
         match ack {
             Ack::Now => self.client.respond(b"OK"),
-            Ack::Wait { log, seq_end, synced } => self.client.push_reply(Reply::Durable {
+            Ack::Wait { log, ticket, synced } => self.client.push_reply(Reply::Durable {
                 log,
-                seq_end,
+                ticket,
                 synced,
                 failed_code,
                 command,
@@ -191,7 +201,7 @@ impl Session {
         };
         let left = channel.remove_consumer(self.client.id);
         if left == 0 && channel.ephemeral {
-            topic.delete_channel(&channel.name).await;
+            topic.delete_channel(&channel.name);
             if topic.ephemeral && topic.channels().is_empty() {
                 self.broker.delete_topic(&topic.name).await;
             }

@@ -92,6 +92,12 @@ fn locate(st: &State, from: Position, max_records: usize, max_bytes: usize) -> R
             Err(bad)
         };
     }
+    // Every record from the cache front to `end` is in the cache, including records appended
+    // but not written yet (which are past every segment's end: not a gap).
+    let cache_front = st.cache.front().map_or(st.end.seq, |r| r.pos.seq);
+    if from.seq >= cache_front {
+        return from_cache(st, from, cache_front, max_records, max_bytes).map(Source::Done);
+    }
     let index = st.segments.partition_point(|s| s.base.seq <= from.seq);
     let mut start = from;
     let mut segment = index.checked_sub(1).and_then(|i| st.segments.get(i));
@@ -102,7 +108,6 @@ fn locate(st: &State, from: Position, max_records: usize, max_bytes: usize) -> R
     } else if segment.is_some_and(|s| from.offset < s.base.offset || from.offset >= s.end.offset) {
         return Err(bad);
     }
-    let cache_front = st.cache.front().map_or(st.end.seq, |r| r.pos.seq);
     if start.seq >= cache_front {
         return from_cache(st, start, cache_front, max_records, max_bytes).map(Source::Done);
     }

@@ -95,4 +95,26 @@ async fn oversized_record_alone<I: Io>(io: I, dir: PathBuf) {
     log.close().await.unwrap();
 }
 
-both_backends!(append_read_reopen, roll_and_retain, oversized_record_alone);
+/// A reader at the tail reads records that are appended but not yet written: it must get
+/// exactly the records from its position, not the older ones from the last written record on.
+async fn read_unwritten_tail<I: Io>(io: I, dir: PathBuf) {
+    let (log, _) = open(&io, &dir, LogConfig::default()).await;
+    let mut positions = Vec::new();
+    for i in 0..3 {
+        positions.push(log.append(payload(i)).unwrap());
+    }
+    log.wait_written(3).await.unwrap();
+    for i in 3..10 {
+        positions.push(log.append(payload(i)).unwrap());
+    }
+    assert!(log.written().seq < 10, "the test needs unwritten records");
+    for (i, pos) in positions.iter().enumerate().skip(3) {
+        let got = log.read(*pos, 100, 1 << 20).await.unwrap();
+        assert_eq!(got.len(), 10 - i, "reading from seq {i}");
+        assert_eq!(got[0].pos, *pos);
+        assert_eq!(got[0].data, payload(i as u64));
+    }
+    log.close().await.unwrap();
+}
+
+both_backends!(append_read_reopen, roll_and_retain, oversized_record_alone, read_unwritten_tail);

@@ -15,11 +15,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // Go's flag package exits 2 on a bad flag; nsqd exits 1 on a bad config or check.
             eprintln!("ringsq: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(e.exit_code());
         }
     };
     init_tracing(&options);
+    for key in &options.ignored_config_keys {
+        tracing::warn!("config file: unknown key {key:?} ignored (as nsqd does)");
+    }
     let unsupported = options.unsupported_in_use();
     if !unsupported.is_empty() {
         eprintln!("ringsq: not supported yet: {}", unsupported.join(", "));

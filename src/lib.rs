@@ -10,6 +10,10 @@ pub mod options;
 pub mod protocol;
 pub mod broker;
 pub mod server;
+pub mod http;
+pub mod loops;
+pub mod node;
+pub mod stats;
 pub mod tcp;
 
 pub use server::limits as options_limits;

@@ -97,12 +97,48 @@ pub async fn run(options: Options, shutdown: impl std::future::Future<Output = (
         addr: tcp_addr.to_string(),
         reason: e.to_string(),
     })?;
+    let http = bind_http(&broker.options.http_address).await?;
+    let http_addr = http.as_ref().map(|(_, a)| *a);
+    if let Some(a) = http_addr {
+        tracing::info!("HTTP: listening on {a}");
+    }
     tracing::info!("TCP: listening on {bound}");
+    let node = crate::node::Node::new(Rc::clone(&broker), bound, http_addr);
     tokio::task::spawn_local(Rc::clone(&broker).checkpoint_loop());
+    tokio::task::spawn_local(Rc::clone(&broker).metadata_loop());
+    tokio::task::spawn_local(crate::loops::lookup::manager(Rc::clone(&node)));
+    let http_stop = Rc::new(tokio::sync::Notify::new());
+    if let Some((listener, _)) = http {
+        let stop = Rc::clone(&http_stop);
+        let node = Rc::clone(&node);
+        tokio::task::spawn_local(async move {
+            crate::http::serve(listener, node, async move { stop.notified().await }).await;
+        });
+    }
     crate::tcp::serve(listener, Rc::clone(&broker), shutdown).await;
     tracing::info!("TCP: closing {bound}");
+    http_stop.notify_one();
+    if let Some(a) = http_addr {
+        tracing::info!("HTTP: closing {a}");
+    }
     stop(&broker).await;
     Ok(())
+}
+
+/// Binds `--http-address` (empty disables HTTP, as nsqd 1.3.0).
+async fn bind_http(addr: &str) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ServerError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let resolved = resolve("--http-address", addr)?;
+    let err = |e: std::io::Error| ServerError::Listen {
+        flag: "--http-address",
+        addr: resolved.to_string(),
+        reason: e.to_string(),
+    };
+    let listener = tokio::net::TcpListener::bind(resolved).await.map_err(err)?;
+    let bound = listener.local_addr().map_err(err)?;
+    Ok(Some((listener, bound)))
 }
 
 async fn stop(broker: &Rc<Broker>) {

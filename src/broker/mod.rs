@@ -5,8 +5,10 @@
 
 pub mod channel;
 pub mod client;
+pub mod events;
 pub mod guid;
 pub mod message;
+pub mod metadata;
 pub mod paths;
 pub mod store;
 pub mod topic;
@@ -14,6 +16,7 @@ pub mod topic;
 use crate::options::Options;
 use channel::ChannelSnapshot;
 use client::Client;
+use events::{Events, MetaEvent};
 use ringsq_storage::{Log, LogConfig, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +39,8 @@ pub struct BrokerConfig {
     pub max_msg_timeout: Duration,
     pub max_channel_consumers: u64,
     pub sync_timeout: Duration,
+    /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops).
+    pub events: Events,
 }
 
 impl BrokerConfig {
@@ -59,6 +64,7 @@ impl BrokerConfig {
             max_msg_timeout: o.max_msg_timeout,
             max_channel_consumers: o.max_channel_consumers,
             sync_timeout: o.sync_timeout,
+            events: Events::default(),
         }
     }
 }
@@ -73,6 +79,8 @@ pub enum BrokerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("failed to parse metadata {path}: {reason}")]
+    Metadata { path: PathBuf, reason: String },
     #[error("exiting")]
     Exiting,
 }
@@ -83,6 +91,8 @@ pub struct Broker {
     pub options: Rc<Options>,
     topics: RefCell<BTreeMap<String, Rc<Topic>>>,
     create_lock: tokio::sync::Mutex<()>,
+    /// One `nsqd.dat` write at a time.
+    metadata_lock: tokio::sync::Mutex<()>,
     next_client_id: Cell<u64>,
     pub clients: RefCell<HashMap<u64, Rc<Client>>>,
     pub exiting: Cell<bool>,
@@ -98,12 +108,16 @@ impl Broker {
             options: Rc::new(options),
             topics: RefCell::new(BTreeMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
+            metadata_lock: tokio::sync::Mutex::new(()),
             next_client_id: Cell::new(1),
             clients: RefCell::new(HashMap::new()),
             exiting: Cell::new(false),
             start_unix_s: guid::now_ns() / 1_000_000_000,
         });
         broker.load().await?;
+        broker.load_metadata().await?;
+        // As nsqd: write the file back at once (a Go-written one becomes ours).
+        broker.persist_metadata().await?;
         Ok(broker)
     }
 
@@ -203,6 +217,7 @@ impl Broker {
         let topic = self.open_topic(name).await?;
         tracing::info!("TOPIC({name}): created");
         self.topics.borrow_mut().insert(name.to_owned(), Rc::clone(&topic));
+        self.cfg.events.send(MetaEvent::TopicCreated(name.to_owned()));
         Ok(topic)
     }
 
@@ -229,6 +244,7 @@ impl Broker {
             }
         }
         tracing::info!("TOPIC({name}): deleted");
+        self.cfg.events.send(MetaEvent::TopicDeleted(name.to_owned()));
         true
     }
 
@@ -265,6 +281,9 @@ impl Broker {
     /// Clean shutdown: every log flushed and fsynced, every channel's state saved.
     pub async fn close(&self) {
         self.exiting.set(true);
+        if let Err(e) = self.persist_metadata().await {
+            tracing::error!("failed to persist metadata - {e}");
+        }
         for topic in self.topics() {
             topic.close().await;
         }

@@ -164,6 +164,10 @@ impl Topic {
         self.persist_channel(&channel).await?;
         self.insert_channel(&channel);
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
+        self.cfg.events.send(super::events::MetaEvent::ChannelCreated {
+            topic: self.name.clone(),
+            channel: name.to_owned(),
+        });
         Ok(channel)
     }
 
@@ -214,6 +218,10 @@ impl Topic {
             }
         }
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
+        self.cfg.events.send(super::events::MetaEvent::ChannelDeleted {
+            topic: self.name.clone(),
+            channel: name.to_owned(),
+        });
         self.retain();
         true
     }

@@ -1,0 +1,166 @@
+//! nsqd's HTTP API (NSQ.md §1.5) on hyper 1, served from `tokio::net` inside the same
+//! single-threaded tokio-uring runtime as everything else: one `spawn_local` task per
+//! connection, `Rc` state, nothing `Send`.
+//!
+//! - `mod.rs`: accept loop and router (httprouter's rules: an unknown path is
+//!   `404 NOT_FOUND`, a known path with another method `405 METHOD_NOT_ALLOWED`).
+//! - [`response`]: the V1 / plain-text conventions. [`query`]: Go's query-string rules.
+//! - [`publish`]: `/pub`, `/mpub`. [`admin`]: `/topic/*`, `/channel/*`, `/info`, `/ping`.
+//! - [`stats`]: `/stats` (JSON and text). [`metrics`]: `/metrics` (Prometheus text).
+//! - [`config`]: `GET/PUT /config/:opt`.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod publish;
+pub mod query;
+pub mod response;
+pub mod stats;
+
+use crate::node::Node;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use query::Query;
+use response::{ApiError, ApiResult, Resp};
+use std::rc::Rc;
+
+/// One request as the handlers see it: the query already parsed (or refused), the body unread.
+#[derive(Debug)]
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: Result<Query, query::QueryError>,
+    pub content_length: Option<u64>,
+    pub body: Incoming,
+}
+
+impl Req {
+    /// The query, or nsqd's `400 INVALID_REQUEST`.
+    pub fn params(&self) -> Result<&Query, ApiError> {
+        self.query.as_ref().map_err(|_| ApiError::bad_request("INVALID_REQUEST"))
+    }
+
+    /// Reads the body whole, up to `limit_bytes`; `Ok(None)` when it is longer.
+    pub async fn read_body(self, limit_bytes: u64) -> Result<Option<Bytes>, ApiError> {
+        let limit = usize::try_from(limit_bytes).unwrap_or(usize::MAX);
+        match Limited::new(self.body, limit).collect().await {
+            Ok(collected) => Ok(Some(collected.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+            Err(_) => Err(ApiError::new(500, "INTERNAL_ERROR")),
+        }
+    }
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves (connections already open are dropped
+/// with the runtime, as nsqd closes its listeners at exit).
+pub async fn serve(listener: tokio::net::TcpListener, node: Rc<Node>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::error!("HTTP: accept failed - {e}");
+                // EMFILE and friends: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let node = Rc::clone(&node);
+        tokio::task::spawn_local(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let node = Rc::clone(&node);
+                async move { Ok::<_, std::convert::Infallible>(handle(&node, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("HTTP: connection error - {e}");
+            }
+        });
+    }
+}
+
+async fn handle(node: &Rc<Node>, req: Request<Incoming>) -> Resp {
+    let (parts, body) = req.into_parts();
+    let content_length = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let req = Req {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: Query::parse(parts.uri.query().unwrap_or("")),
+        content_length,
+        body,
+    };
+    let path = req.path.clone();
+    let method = req.method.clone();
+    let result = route(node, req).await;
+    let resp = result.unwrap_or_else(|e| response::error(&e));
+    if path != "/pub" && path != "/mpub" {
+        // nsqd access-logs everything but publishes.
+        tracing::info!("{} {} {}", resp.status().as_u16(), method, path);
+    }
+    resp
+}
+
+/// The methods each known path answers.
+fn allowed(path: &str) -> Option<&'static [Method]> {
+    const GET: &[Method] = &[Method::GET];
+    const POST: &[Method] = &[Method::POST];
+    const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
+    match path {
+        "/ping" | "/info" | "/stats" | "/metrics" => Some(GET),
+        "/pub" | "/mpub" | "/topic/create" | "/topic/delete" | "/topic/empty" | "/topic/pause"
+        | "/topic/unpause" | "/channel/create" | "/channel/delete" | "/channel/empty"
+        | "/channel/pause" | "/channel/unpause" => Some(POST),
+        p if config_opt(p).is_some() => Some(GET_PUT),
+        _ => None,
+    }
+}
+
+/// `/config/:opt` → `opt` (one non-empty path segment).
+fn config_opt(path: &str) -> Option<&str> {
+    path.strip_prefix("/config/").filter(|opt| !opt.is_empty() && !opt.contains('/'))
+}
+
+async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
+    let Some(methods) = allowed(&req.path) else {
+        return Err(ApiError::new(404, "NOT_FOUND"));
+    };
+    if !methods.contains(&req.method) {
+        return Err(ApiError::new(405, "METHOD_NOT_ALLOWED"));
+    }
+    let broker = &node.broker;
+    match req.path.as_str() {
+        "/ping" => Ok(admin::ping(broker)),
+        "/info" => Ok(admin::info(node)),
+        "/stats" => stats::stats(broker, &req),
+        "/metrics" => Ok(metrics::metrics(broker)),
+        "/pub" => publish::pub_one(broker, req).await,
+        "/mpub" => publish::pub_many(broker, req).await,
+        "/topic/create" => admin::topic_create(broker, &req).await,
+        "/topic/delete" => admin::topic_delete(broker, &req).await,
+        "/topic/empty" => admin::topic_empty(broker, &req),
+        "/topic/pause" => admin::topic_pause(broker, &req, true).await,
+        "/topic/unpause" => admin::topic_pause(broker, &req, false).await,
+        "/channel/create" => admin::channel_create(broker, &req).await,
+        "/channel/delete" => admin::channel_delete(broker, &req).await,
+        "/channel/empty" => admin::channel_empty(broker, &req),
+        "/channel/pause" => admin::channel_pause(broker, &req, true).await,
+        "/channel/unpause" => admin::channel_pause(broker, &req, false).await,
+        path => {
+            let opt = config_opt(path).unwrap_or_default().to_owned();
+            config::config(node, &opt, req).await
+        }
+    }
+}

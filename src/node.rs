@@ -1,0 +1,84 @@
+//! This nsqd instance as its front ends and loops see it: the broker, the addresses it really
+//! listens on, and the two options that can change at run time through `PUT /config/:opt`
+//! (`nsqlookupd_tcp_addresses`, `log_level`). Single-threaded: `Cell`/`RefCell`, no borrow
+//! held across an `.await`.
+
+use crate::broker::Broker;
+use crate::options::LogLevel;
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use tokio::sync::Notify;
+
+/// Applies a new log level to the process's logger (installed by `main`; tests run without).
+pub type LogLevelHook = Box<dyn Fn(LogLevel) + Send + Sync>;
+
+static LOG_LEVEL_HOOK: OnceLock<LogLevelHook> = OnceLock::new();
+
+/// Lets `PUT /config/log_level` change what the logger prints. Only the first call counts.
+pub fn set_log_level_hook(hook: LogLevelHook) {
+    let _already_set = LOG_LEVEL_HOOK.set(hook);
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub broker: Rc<Broker>,
+    pub tcp_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    lookupd_tcp_addresses: RefCell<Vec<String>>,
+    /// Wakes the lookup manager when the peer list changes.
+    pub lookupd_changed: Notify,
+    log_level: Cell<LogLevel>,
+}
+
+impl Node {
+    pub fn new(broker: Rc<Broker>, tcp_addr: SocketAddr, http_addr: Option<SocketAddr>) -> Rc<Self> {
+        let lookupd = broker.options.lookupd_tcp_addresses.clone();
+        let log_level = broker.options.log_level;
+        Rc::new(Self {
+            broker,
+            tcp_addr,
+            http_addr,
+            lookupd_tcp_addresses: RefCell::new(lookupd),
+            lookupd_changed: Notify::new(),
+            log_level: Cell::new(log_level),
+        })
+    }
+
+    /// The TCP port announced to nsqlookupd and `/info` (`--broadcast-tcp-port`, else the real one).
+    pub fn broadcast_tcp_port(&self) -> u16 {
+        match self.broker.options.broadcast_tcp_port {
+            0 => self.tcp_addr.port(),
+            p => p,
+        }
+    }
+
+    /// The HTTP port announced to nsqlookupd (`--broadcast-http-port`, else the real one, else 0).
+    pub fn broadcast_http_port(&self) -> u16 {
+        match self.broker.options.broadcast_http_port {
+            0 => self.http_addr.map_or(0, |a| a.port()),
+            p => p,
+        }
+    }
+
+    pub fn lookupd_tcp_addresses(&self) -> Vec<String> {
+        self.lookupd_tcp_addresses.borrow().clone()
+    }
+
+    pub fn set_lookupd_tcp_addresses(&self, addresses: Vec<String>) {
+        *self.lookupd_tcp_addresses.borrow_mut() = addresses;
+        self.lookupd_changed.notify_one();
+    }
+
+    pub fn log_level(&self) -> LogLevel {
+        self.log_level.get()
+    }
+
+    pub fn set_log_level(&self, level: LogLevel) {
+        self.log_level.set(level);
+        if let Some(hook) = LOG_LEVEL_HOOK.get() {
+            hook(level);
+        }
+    }
+}

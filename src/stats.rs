@@ -1,0 +1,251 @@
+//! The `/stats` model: one snapshot of topics, channels and clients, shaped exactly as nsqd
+//! 1.3.0 marshals it (`nsqd/stats.go`), shared by `/stats` (JSON and text), `/metrics` and statsd.
+//!
+//! Field order is nsqd's; `Option<Vec<_>>` fields are `null` where Go's nil slices are:
+//! `clients` with `include_clients=false`, `producers` when there are none or clients are
+//! excluded, `topics` when a `topic=` filter names no topic. Topics and channels are sorted by
+//! name. Figures are read without holding any borrow across an `.await` (this is all sync).
+
+use crate::broker::client::Client;
+use crate::broker::topic::Topic;
+use crate::broker::Broker;
+use serde::Serialize;
+use std::rc::Rc;
+
+/// What nsqd reports as its version everywhere (`/info`, `/stats`, lookupd IDENTIFY).
+pub const NSQD_VERSION: &str = "1.3.0";
+/// Clients report the protocol they speak.
+const CLIENT_PROTOCOL_VERSION: &str = "V2";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub topics: Option<Vec<TopicStats>>,
+    pub producers: Option<Vec<ClientStats>>,
+}
+
+/// Go's `quantile.Result`: `{"count":0,"percentiles":null}` when no percentile is configured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub percentiles: Option<Vec<Percentile>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentile {
+    pub quantile: f64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicStats {
+    pub topic_name: String,
+    pub channels: Vec<ChannelStats>,
+    pub depth: u64,
+    pub backend_depth: u64,
+    pub message_count: u64,
+    pub message_bytes: u64,
+    pub paused: bool,
+    pub e2e_processing_latency: LatencyStats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelStats {
+    pub channel_name: String,
+    pub depth: u64,
+    pub backend_depth: u64,
+    pub in_flight_count: u64,
+    pub deferred_count: u64,
+    pub message_count: u64,
+    pub requeue_count: u64,
+    pub timeout_count: u64,
+    pub client_count: u64,
+    pub clients: Option<Vec<ClientStats>>,
+    pub paused: bool,
+    pub e2e_processing_latency: LatencyStats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PubCount {
+    pub topic: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[allow(clippy::struct_excessive_bools)] // nsqd's fields, one bool each
+pub struct ClientStats {
+    pub client_id: String,
+    pub hostname: String,
+    pub version: &'static str,
+    pub remote_address: String,
+    pub state: i32,
+    pub ready_count: u64,
+    pub in_flight_count: u64,
+    pub message_count: u64,
+    pub finish_count: u64,
+    pub requeue_count: u64,
+    pub connect_ts: u64,
+    pub sample_rate: i32,
+    pub deflate: bool,
+    pub snappy: bool,
+    pub user_agent: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pub_counts: Vec<PubCount>,
+    pub tls: bool,
+    pub tls_cipher_suite: String,
+    pub tls_version: String,
+    pub tls_negotiated_protocol: String,
+    pub tls_negotiated_protocol_is_mutual: bool,
+}
+
+/// Which part of the picture to take (`/stats?topic=&channel=&include_clients=`).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub topic: String,
+    pub channel: String,
+    pub include_clients: bool,
+}
+
+/// nsqd's `GetStats`.
+pub fn collect(broker: &Broker, filter: &Filter) -> Stats {
+    let topics: Vec<Rc<Topic>> = if filter.topic.is_empty() {
+        broker.topics()
+    } else if let Some(t) = broker.get_topic(&filter.topic) {
+        vec![t]
+    } else {
+        return Stats {
+            topics: None,
+            producers: None,
+        };
+    };
+    let topics = topics
+        .iter()
+        .filter_map(|t| topic_stats(t, filter))
+        .collect();
+    let producers = if filter.include_clients {
+        let mut clients: Vec<Rc<Client>> = broker.clients.borrow().values().cloned().collect();
+        clients.sort_by_key(|c| c.id);
+        let p: Vec<ClientStats> = clients
+            .iter()
+            .filter(|c| !c.pub_counts.borrow().is_empty())
+            .map(|c| client_stats(c, &filter.topic))
+            .collect();
+        (!p.is_empty()).then_some(p)
+    } else {
+        None
+    };
+    Stats {
+        topics: Some(topics),
+        producers,
+    }
+}
+
+fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
+    let channels = if filter.channel.is_empty() {
+        topic.channels()
+    } else {
+        vec![topic.get_channel(&filter.channel)?]
+    };
+    let channels = channels
+        .iter()
+        .map(|c| {
+            let consumers = c.consumers();
+            let clients = filter
+                .include_clients
+                .then(|| consumers.iter().map(|cl| client_stats(cl, &filter.topic)).collect());
+            let depth = c.depth();
+            ChannelStats {
+                channel_name: c.name.clone(),
+                depth,
+                backend_depth: if c.ephemeral || topic.log().is_none() { 0 } else { depth },
+                in_flight_count: c.in_flight_count() as u64,
+                deferred_count: c.deferred_count() as u64,
+                message_count: c.counters.message_count.get(),
+                requeue_count: c.counters.requeue_count.get(),
+                timeout_count: c.counters.timeout_count.get(),
+                client_count: consumers.len() as u64,
+                clients,
+                paused: c.paused.get(),
+                e2e_processing_latency: LatencyStats::default(),
+            }
+        })
+        .collect();
+    let depth = topic.depth();
+    Some(TopicStats {
+        topic_name: topic.name.clone(),
+        channels,
+        depth,
+        backend_depth: if topic.log().is_some() { depth } else { 0 },
+        message_count: topic.message_count.get(),
+        message_bytes: topic.message_bytes.get(),
+        paused: topic.paused.get(),
+        e2e_processing_latency: LatencyStats::default(),
+    })
+}
+
+/// nsqd's `ClientV2.Stats(topic)`: every topic's publish count (nsqd 1.3.0 stops after the
+/// first, a bug fixed upstream in PR #1497), or only `topic`'s when a filter names one.
+pub fn client_stats(c: &Client, topic: &str) -> ClientStats {
+    let settings = c.settings.borrow();
+    let pub_counts = c
+        .pub_counts
+        .borrow()
+        .iter()
+        .filter(|(t, _)| topic.is_empty() || t == topic)
+        .map(|(t, n)| PubCount {
+            topic: t.clone(),
+            count: *n,
+        })
+        .collect();
+    ClientStats {
+        client_id: settings.client_id.clone(),
+        hostname: settings.hostname.clone(),
+        version: CLIENT_PROTOCOL_VERSION,
+        remote_address: c.remote.to_string(),
+        state: c.state.get() as i32,
+        ready_count: c.ready_count.get(),
+        in_flight_count: c.in_flight.get(),
+        message_count: c.message_count.get(),
+        finish_count: c.finish_count.get(),
+        requeue_count: c.requeue_count.get(),
+        connect_ts: c.connected_at_unix_s,
+        sample_rate: i32::from(settings.sample_rate),
+        deflate: false,
+        snappy: false,
+        user_agent: settings.user_agent.clone(),
+        pub_counts,
+        tls: false,
+        tls_cipher_suite: String::new(),
+        tls_version: String::new(),
+        tls_negotiated_protocol: String::new(),
+        tls_negotiated_protocol_is_mutual: false,
+    }
+}
+
+/// Go's `memStats`. ringsq has no garbage collector: GC figures are 0; heap figures come from
+/// the process's resident and virtual sizes (`/proc/self/statm`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemStats {
+    pub heap_objects: u64,
+    pub heap_idle_bytes: u64,
+    pub heap_in_use_bytes: u64,
+    pub heap_released_bytes: u64,
+    pub gc_pause_usec_100: u64,
+    pub gc_pause_usec_99: u64,
+    pub gc_pause_usec_95: u64,
+    pub next_gc_bytes: u64,
+    pub gc_total_runs: u32,
+}
+
+/// Bytes in a page, as `/proc/self/statm` counts them (every Linux target ringsq runs on).
+const PAGE_BYTES: u64 = 4096;
+
+pub fn mem_stats() -> MemStats {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let mut fields = statm.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let _size = fields.next().unwrap_or(0);
+    let resident = fields.next().unwrap_or(0);
+    MemStats {
+        heap_in_use_bytes: resident.saturating_mul(PAGE_BYTES),
+        ..MemStats::default()
+    }
+}

@@ -105,6 +105,10 @@ fn locate(st: &State, from: Position, max_records: usize, max_bytes: usize) -> R
         // A gap left by a missing segment (see the recovery table): continue after it.
         segment = st.segments.range(index..).find(|s| s.end.seq > s.base.seq);
         start = segment.map_or(st.written, |s| s.base);
+        if start == st.end {
+            // Nothing after the gap yet.
+            return Ok(Source::Done(Vec::new()));
+        }
     } else if segment.is_some_and(|s| from.offset < s.base.offset || from.offset >= s.end.offset) {
         return Err(bad);
     }

@@ -271,8 +271,13 @@ pub(crate) async fn recover<I: Io>(
     apply(io, dir, &plan.changes).await?;
     let mut report = plan.report;
     report.segments = segments.len();
-    report.first = segments.first().map(|s| s.base).unwrap_or_default();
-    report.end = segments.last().map(|s| s.end).unwrap_or_default();
+    // With no segment left, the log restarts where the checkpoint ended (`writer::open_current`).
+    let restart = checkpoint.map_or_else(Position::default, |c| Position {
+        seq: c.end_seq,
+        offset: c.end_offset,
+    });
+    report.first = segments.first().map_or(restart, |s| s.base);
+    report.end = segments.last().map_or(restart, |s| s.end);
     Ok((
         Recovered {
             segments,

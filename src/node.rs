@@ -33,7 +33,11 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(broker: Rc<Broker>, tcp_addr: SocketAddr, http_addr: Option<SocketAddr>) -> Rc<Self> {
+    pub fn new(
+        broker: Rc<Broker>,
+        tcp_addr: SocketAddr,
+        http_addr: Option<SocketAddr>,
+    ) -> Rc<Self> {
         let lookupd = broker.options.lookupd_tcp_addresses.clone();
         let log_level = broker.options.log_level;
         Rc::new(Self {

@@ -149,14 +149,21 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
         .iter()
         .map(|c| {
             let consumers = c.consumers();
-            let clients = filter
-                .include_clients
-                .then(|| consumers.iter().map(|cl| client_stats(cl, &filter.topic)).collect());
+            let clients = filter.include_clients.then(|| {
+                consumers
+                    .iter()
+                    .map(|cl| client_stats(cl, &filter.topic))
+                    .collect()
+            });
             let depth = c.depth();
             ChannelStats {
                 channel_name: c.name.clone(),
                 depth,
-                backend_depth: if c.ephemeral || topic.log().is_none() { 0 } else { depth },
+                backend_depth: if c.ephemeral || topic.log().is_none() {
+                    0
+                } else {
+                    depth
+                },
                 in_flight_count: c.in_flight_count() as u64,
                 deferred_count: c.deferred_count() as u64,
                 message_count: c.counters.message_count.get(),
@@ -241,7 +248,9 @@ const PAGE_BYTES: u64 = 4096;
 
 pub fn mem_stats() -> MemStats {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let mut fields = statm.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+    let mut fields = statm
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
     let _size = fields.next().unwrap_or(0);
     let resident = fields.next().unwrap_or(0);
     MemStats {

@@ -99,7 +99,11 @@ impl Broker {
         })?;
         for t in file.topics.unwrap_or_default() {
             if !is_valid_topic_name(t.name.as_bytes()) || is_ephemeral(&t.name) {
-                tracing::warn!("skipping creation of invalid topic {:?} from {}", t.name, path.display());
+                tracing::warn!(
+                    "skipping creation of invalid topic {:?} from {}",
+                    t.name,
+                    path.display()
+                );
                 continue;
             }
             let topic = self.topic(&t.name).await?;
@@ -108,7 +112,11 @@ impl Broker {
             }
             for c in t.channels.unwrap_or_default() {
                 if !is_valid_channel_name(c.name.as_bytes()) || is_ephemeral(&c.name) {
-                    tracing::warn!("skipping creation of invalid channel {:?} from {}", c.name, path.display());
+                    tracing::warn!(
+                        "skipping creation of invalid channel {:?} from {}",
+                        c.name,
+                        path.display()
+                    );
                     continue;
                 }
                 let channel = topic.channel(&c.name).await?;

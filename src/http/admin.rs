@@ -75,7 +75,9 @@ pub fn hostname() -> String {
 /// `?topic=` present and valid, for `/topic/create` and `/topic/empty`.
 fn valid_topic_param(req: &Req) -> Result<String, ApiError> {
     let q = req.params()?;
-    let topic = q.get("topic").ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
+    let topic = q
+        .get("topic")
+        .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
     if !is_valid_topic_name(topic.as_bytes()) {
         return Err(ApiError::bad_request("INVALID_TOPIC"));
     }
@@ -91,7 +93,9 @@ fn topic_param(req: &Req) -> Result<String, ApiError> {
 }
 
 fn existing_topic(broker: &Broker, name: &str) -> Result<Rc<Topic>, ApiError> {
-    broker.get_topic(name).ok_or_else(|| ApiError::new(404, "TOPIC_NOT_FOUND"))
+    broker
+        .get_topic(name)
+        .ok_or_else(|| ApiError::new(404, "TOPIC_NOT_FOUND"))
 }
 
 fn internal(e: &dyn std::fmt::Display) -> ApiError {
@@ -135,11 +139,15 @@ pub async fn topic_pause(broker: &Broker, req: &Req, paused: bool) -> ApiResult 
 /// nsqd's `GetTopicChannelArgs` + `GetExistingTopic`.
 fn topic_and_channel(broker: &Broker, req: &Req) -> Result<(Rc<Topic>, String), ApiError> {
     let q = req.params()?;
-    let topic = q.get("topic").ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
+    let topic = q
+        .get("topic")
+        .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
     if !is_valid_topic_name(topic.as_bytes()) {
         return Err(ApiError::bad_request("INVALID_ARG_TOPIC"));
     }
-    let channel = q.get("channel").ok_or_else(|| ApiError::bad_request("MISSING_ARG_CHANNEL"))?;
+    let channel = q
+        .get("channel")
+        .ok_or_else(|| ApiError::bad_request("MISSING_ARG_CHANNEL"))?;
     if !is_valid_channel_name(channel.as_bytes()) {
         return Err(ApiError::bad_request("INVALID_ARG_CHANNEL"));
     }
@@ -147,7 +155,9 @@ fn topic_and_channel(broker: &Broker, req: &Req) -> Result<(Rc<Topic>, String), 
 }
 
 fn existing_channel(topic: &Topic, name: &str) -> Result<Rc<Channel>, ApiError> {
-    topic.get_channel(name).ok_or_else(|| ApiError::new(404, "CHANNEL_NOT_FOUND"))
+    topic
+        .get_channel(name)
+        .ok_or_else(|| ApiError::new(404, "CHANNEL_NOT_FOUND"))
 }
 
 pub async fn channel_create(broker: &Broker, req: &Req) -> ApiResult {

@@ -123,7 +123,8 @@ async fn put(node: &Node, name: &str, req: Req) -> Result<(), ApiError> {
     };
     match name {
         "nsqlookupd_tcp_addresses" => {
-            let addresses: Vec<String> = serde_json::from_slice(&body).map_err(|_| invalid_value())?;
+            let addresses: Vec<String> =
+                serde_json::from_slice(&body).map_err(|_| invalid_value())?;
             node.set_lookupd_tcp_addresses(addresses);
         }
         "log_level" => {

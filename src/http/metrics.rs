@@ -14,28 +14,97 @@ type TopicFigure = fn(&TopicStats) -> u64;
 type ChannelFigure = fn(&ChannelStats) -> u64;
 
 const TOPIC_METRICS: &[(&str, &str, &str, TopicFigure)] = &[
-    ("nsq_topic_depth", "gauge", "Messages queued at the topic.", |t| t.depth),
-    ("nsq_topic_backend_depth", "gauge", "Messages of the topic in its log.", |t| t.backend_depth),
-    ("nsq_topic_messages_total", "counter", "Messages published to the topic.", |t| t.message_count),
-    ("nsq_topic_message_bytes_total", "counter", "Body bytes published to the topic.", |t| t.message_bytes),
-    ("nsq_topic_paused", "gauge", "1 when the topic is paused.", |t| u64::from(t.paused)),
+    (
+        "nsq_topic_depth",
+        "gauge",
+        "Messages queued at the topic.",
+        |t| t.depth,
+    ),
+    (
+        "nsq_topic_backend_depth",
+        "gauge",
+        "Messages of the topic in its log.",
+        |t| t.backend_depth,
+    ),
+    (
+        "nsq_topic_messages_total",
+        "counter",
+        "Messages published to the topic.",
+        |t| t.message_count,
+    ),
+    (
+        "nsq_topic_message_bytes_total",
+        "counter",
+        "Body bytes published to the topic.",
+        |t| t.message_bytes,
+    ),
+    (
+        "nsq_topic_paused",
+        "gauge",
+        "1 when the topic is paused.",
+        |t| u64::from(t.paused),
+    ),
 ];
 
 const CHANNEL_METRICS: &[(&str, &str, &str, ChannelFigure)] = &[
-    ("nsq_channel_depth", "gauge", "Messages queued for the channel.", |c| c.depth),
-    ("nsq_channel_backend_depth", "gauge", "Messages of the channel in the log.", |c| c.backend_depth),
-    ("nsq_channel_in_flight", "gauge", "Messages in flight.", |c| c.in_flight_count),
-    ("nsq_channel_deferred", "gauge", "Messages deferred.", |c| c.deferred_count),
-    ("nsq_channel_messages_total", "counter", "Messages delivered.", |c| c.message_count),
-    ("nsq_channel_requeues_total", "counter", "Messages requeued.", |c| c.requeue_count),
-    ("nsq_channel_timeouts_total", "counter", "In-flight timeouts.", |c| c.timeout_count),
-    ("nsq_channel_clients", "gauge", "Connected consumers.", |c| c.client_count),
-    ("nsq_channel_paused", "gauge", "1 when the channel is paused.", |c| u64::from(c.paused)),
+    (
+        "nsq_channel_depth",
+        "gauge",
+        "Messages queued for the channel.",
+        |c| c.depth,
+    ),
+    (
+        "nsq_channel_backend_depth",
+        "gauge",
+        "Messages of the channel in the log.",
+        |c| c.backend_depth,
+    ),
+    (
+        "nsq_channel_in_flight",
+        "gauge",
+        "Messages in flight.",
+        |c| c.in_flight_count,
+    ),
+    ("nsq_channel_deferred", "gauge", "Messages deferred.", |c| {
+        c.deferred_count
+    }),
+    (
+        "nsq_channel_messages_total",
+        "counter",
+        "Messages delivered.",
+        |c| c.message_count,
+    ),
+    (
+        "nsq_channel_requeues_total",
+        "counter",
+        "Messages requeued.",
+        |c| c.requeue_count,
+    ),
+    (
+        "nsq_channel_timeouts_total",
+        "counter",
+        "In-flight timeouts.",
+        |c| c.timeout_count,
+    ),
+    (
+        "nsq_channel_clients",
+        "gauge",
+        "Connected consumers.",
+        |c| c.client_count,
+    ),
+    (
+        "nsq_channel_paused",
+        "gauge",
+        "1 when the channel is paused.",
+        |c| u64::from(c.paused),
+    ),
 ];
 
 /// A label value with `\`, `"` and newlines escaped.
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 pub fn render(broker: &Broker) -> String {
@@ -44,14 +113,29 @@ pub fn render(broker: &Broker) -> String {
     let topics = snapshot.topics.unwrap_or_default();
     let mut w = String::new();
     let healthy = u8::from(broker.health().is_ok());
-    let _ = writeln!(w, "# HELP nsq_healthy 1 while every log accepts writes (/ping OK).");
+    let _ = writeln!(
+        w,
+        "# HELP nsq_healthy 1 while every log accepts writes (/ping OK)."
+    );
     let _ = writeln!(w, "# TYPE nsq_healthy gauge\nnsq_healthy {healthy}");
-    let _ = writeln!(w, "# HELP nsq_start_time_seconds Unix time the broker started.");
-    let _ = writeln!(w, "# TYPE nsq_start_time_seconds gauge\nnsq_start_time_seconds {}", broker.start_unix_s);
+    let _ = writeln!(
+        w,
+        "# HELP nsq_start_time_seconds Unix time the broker started."
+    );
+    let _ = writeln!(
+        w,
+        "# TYPE nsq_start_time_seconds gauge\nnsq_start_time_seconds {}",
+        broker.start_unix_s
+    );
     for (name, kind, help, figure) in TOPIC_METRICS {
         let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for t in &topics {
-            let _ = writeln!(w, "{name}{{topic=\"{}\"}} {}", label(&t.topic_name), figure(t));
+            let _ = writeln!(
+                w,
+                "{name}{{topic=\"{}\"}} {}",
+                label(&t.topic_name),
+                figure(t)
+            );
         }
     }
     for (name, kind, help, figure) in CHANNEL_METRICS {

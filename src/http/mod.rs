@@ -40,7 +40,9 @@ pub struct Req {
 impl Req {
     /// The query, or nsqd's `400 INVALID_REQUEST`.
     pub fn params(&self) -> Result<&Query, ApiError> {
-        self.query.as_ref().map_err(|_| ApiError::bad_request("INVALID_REQUEST"))
+        self.query
+            .as_ref()
+            .map_err(|_| ApiError::bad_request("INVALID_REQUEST"))
     }
 
     /// Reads the body whole, up to `limit_bytes`; `Ok(None)` when it is longer.
@@ -56,7 +58,11 @@ impl Req {
 
 /// Serves HTTP on `listener` until `shutdown` resolves (connections already open are dropped
 /// with the runtime, as nsqd closes its listeners at exit).
-pub async fn serve(listener: tokio::net::TcpListener, node: Rc<Node>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    node: Rc<Node>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -130,7 +136,8 @@ fn allowed(path: &str) -> Option<&'static [Method]> {
 
 /// `/config/:opt` → `opt` (one non-empty path segment).
 fn config_opt(path: &str) -> Option<&str> {
-    path.strip_prefix("/config/").filter(|opt| !opt.is_empty() && !opt.contains('/'))
+    path.strip_prefix("/config/")
+        .filter(|opt| !opt.is_empty() && !opt.contains('/'))
 }
 
 async fn route(node: &Rc<Node>, req: Req) -> ApiResult {

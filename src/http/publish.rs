@@ -25,7 +25,9 @@ fn exiting(e: &dyn std::fmt::Display) -> ApiError {
 /// nsqd's `getTopicFromQuery` (without creating the topic yet).
 fn topic_name(req: &Req) -> Result<String, ApiError> {
     let q = req.params()?;
-    let topic = q.get("topic").ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
+    let topic = q
+        .get("topic")
+        .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
     if !is_valid_topic_name(topic.as_bytes()) {
         return Err(ApiError::bad_request("INVALID_TOPIC"));
     }
@@ -33,13 +35,25 @@ fn topic_name(req: &Req) -> Result<String, ApiError> {
 }
 
 /// Appends and waits for the ack the TCP path would wait for.
-async fn publish(broker: &Broker, topic: &Rc<Topic>, bodies: &[Bytes], defer: Option<Duration>) -> ApiResult {
+async fn publish(
+    broker: &Broker,
+    topic: &Rc<Topic>,
+    bodies: &[Bytes],
+    defer: Option<Duration>,
+) -> ApiResult {
     if broker.exiting.get() {
         return Err(ApiError::new(503, "EXITING"));
     }
     let ack = topic.publish(bodies, defer).map_err(|e| exiting(&e))?;
-    if let Ack::Wait { log, ticket, synced } = ack {
-        log.wait_ticket(ticket, synced).await.map_err(|e| exiting(&e))?;
+    if let Ack::Wait {
+        log,
+        ticket,
+        synced,
+    } = ack
+    {
+        log.wait_ticket(ticket, synced)
+            .await
+            .map_err(|e| exiting(&e))?;
     }
     Ok(response::text("OK"))
 }
@@ -111,7 +125,10 @@ fn split_lines(body: &Bytes, max_msg: u64) -> Result<Vec<Bytes>, ApiError> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < body.len() {
-        let end = body[start..].iter().position(|&b| b == b'\n').map_or(body.len(), |i| start + i);
+        let end = body[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |i| start + i);
         if end > start {
             if (end - start) as u64 > max_msg {
                 return Err(ApiError::new(413, "MSG_TOO_BIG"));
@@ -139,12 +156,18 @@ fn split_binary(body: &Bytes, max_msg: u64, max_body: u64) -> Result<Vec<Bytes>,
     let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(body.len() / 5));
     for _ in 0..count {
         let size = read_i32(body, at).ok_or("BAD_MESSAGE")?;
-        let size = u64::try_from(size).ok().filter(|&s| s > 0).ok_or("BAD_MESSAGE")?;
+        let size = u64::try_from(size)
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or("BAD_MESSAGE")?;
         if size > max_msg {
             return Err("BAD_MESSAGE");
         }
         at += 4;
-        let end = usize::try_from(size).ok().and_then(|s| at.checked_add(s)).ok_or("BAD_MESSAGE")?;
+        let end = usize::try_from(size)
+            .ok()
+            .and_then(|s| at.checked_add(s))
+            .ok_or("BAD_MESSAGE")?;
         if end > body.len() {
             return Err("BAD_MESSAGE");
         }
@@ -171,7 +194,14 @@ mod tests {
     #[test]
     fn text_lines_skip_empty_and_check_size() {
         let got = split_lines(&Bytes::from_static(b"a\n\nbc\nd"), 10).unwrap_or_default();
-        assert_eq!(got, vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc"), Bytes::from_static(b"d")]);
+        assert_eq!(
+            got,
+            vec![
+                Bytes::from_static(b"a"),
+                Bytes::from_static(b"bc"),
+                Bytes::from_static(b"d")
+            ]
+        );
         assert!(split_lines(&Bytes::from_static(b"\n\n"), 10).is_ok_and(|v| v.is_empty()));
         assert!(split_lines(&Bytes::from_static(b"abc\n"), 2).is_err());
     }
@@ -179,11 +209,20 @@ mod tests {
     #[test]
     fn binary_as_read_mpub() {
         let ok = split_binary(&binary(&[b"x", b"yz"]), 10, 100).unwrap_or_default();
-        assert_eq!(ok, vec![Bytes::from_static(b"x"), Bytes::from_static(b"yz")]);
-        assert_eq!(split_binary(&Bytes::from_static(b"\0\0"), 10, 100), Err("BAD_BODY"));
+        assert_eq!(
+            ok,
+            vec![Bytes::from_static(b"x"), Bytes::from_static(b"yz")]
+        );
+        assert_eq!(
+            split_binary(&Bytes::from_static(b"\0\0"), 10, 100),
+            Err("BAD_BODY")
+        );
         assert_eq!(split_binary(&binary(&[]), 10, 100), Err("BAD_BODY"));
         assert_eq!(split_binary(&binary(&[b""]), 10, 100), Err("BAD_MESSAGE"));
-        assert_eq!(split_binary(&binary(&[b"toolong"]), 3, 100), Err("BAD_MESSAGE"));
+        assert_eq!(
+            split_binary(&binary(&[b"toolong"]), 3, 100),
+            Err("BAD_MESSAGE")
+        );
         let mut cut = binary(&[b"abc"]).to_vec();
         cut.pop();
         assert_eq!(split_binary(&Bytes::from(cut), 10, 100), Err("BAD_MESSAGE"));

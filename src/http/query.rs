@@ -38,7 +38,10 @@ impl Query {
 
     /// The first value of `key` (Go's `reqParams.Get`), `None` when the key is absent.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 

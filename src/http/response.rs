@@ -83,7 +83,10 @@ pub fn error(err: &ApiError) -> Resp {
     struct Message<'a> {
         message: &'a str,
     }
-    let body = serde_json::to_vec(&Message { message: &err.message }).unwrap_or_default();
+    let body = serde_json::to_vec(&Message {
+        message: &err.message,
+    })
+    .unwrap_or_default();
     build(err.status, Some(JSON_TYPE), true, Bytes::from(body))
 }
 

@@ -51,15 +51,35 @@ pub fn stats(broker: &Broker, req: &Req) -> ApiResult {
         }));
     }
     let now = crate::broker::guid::now_ns() / 1_000_000_000;
-    Ok(response::text(print_stats(&snapshot, mem.as_ref(), &health, broker.start_unix_s, now)))
+    Ok(response::text(print_stats(
+        &snapshot,
+        mem.as_ref(),
+        &health,
+        broker.start_unix_s,
+        now,
+    )))
 }
 
 /// nsqd's `printStats`.
-pub fn print_stats(s: &Stats, mem: Option<&MemStats>, health: &str, start_s: u64, now_s: u64) -> String {
+pub fn print_stats(
+    s: &Stats,
+    mem: Option<&MemStats>,
+    health: &str,
+    start_s: u64,
+    now_s: u64,
+) -> String {
     let mut w = String::new();
-    let _ = writeln!(w, "nsqd v{NSQD_VERSION} (built w/ringsq {})", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        w,
+        "nsqd v{NSQD_VERSION} (built w/ringsq {})",
+        env!("CARGO_PKG_VERSION")
+    );
     let _ = writeln!(w, "start_time {}", rfc3339_utc(start_s));
-    let _ = writeln!(w, "uptime {}", go_duration(Duration::from_secs(now_s.saturating_sub(start_s))));
+    let _ = writeln!(
+        w,
+        "uptime {}",
+        go_duration(Duration::from_secs(now_s.saturating_sub(start_s)))
+    );
     let _ = writeln!(w, "\nHealth: {health}");
     if let Some(m) = mem {
         let _ = writeln!(w, "\nMemory:");
@@ -123,7 +143,11 @@ fn client_line(c: &ClientStats, now_s: u64) -> String {
     let id = format!("{}:{port} {}", c.client_id, c.user_agent);
     if !c.pub_counts.is_empty() {
         let total: u64 = c.pub_counts.iter().map(|p| p.count).sum();
-        let topics: Vec<String> = c.pub_counts.iter().map(|p| format!("{}={}", p.topic, p.count)).collect();
+        let topics: Vec<String> = c
+            .pub_counts
+            .iter()
+            .map(|p| format!("{}={}", p.topic, p.count))
+            .collect();
         return format!(
             "[{} {id:<21}] msgs: {total:<8} topics: {} connected: {connected}",
             c.version,

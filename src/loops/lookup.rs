@@ -59,14 +59,24 @@ pub async fn manager(node: Rc<Node>) {
             let handle = Rc::new(PeerHandle::default());
             // Subscribe before the task first runs so no event falls between.
             let events = node.broker.cfg.events.subscribe();
-            tokio::task::spawn_local(peer(Rc::clone(&node), addr.clone(), Rc::clone(&handle), events));
+            tokio::task::spawn_local(peer(
+                Rc::clone(&node),
+                addr.clone(),
+                Rc::clone(&handle),
+                events,
+            ));
             peers.insert(addr, handle);
         }
         node.lookupd_changed.notified().await;
     }
 }
 
-async fn peer(node: Rc<Node>, addr: String, handle: Rc<PeerHandle>, mut events: broadcast::Receiver<MetaEvent>) {
+async fn peer(
+    node: Rc<Node>,
+    addr: String,
+    handle: Rc<PeerHandle>,
+    mut events: broadcast::Receiver<MetaEvent>,
+) {
     let mut backoff = BACKOFF_MIN;
     while !handle.stopped.get() && !node.broker.exiting.get() {
         match session(&node, &addr, &handle, &mut events).await {
@@ -93,7 +103,8 @@ async fn session(
     conn.identify(node).await?;
     while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
     register_all(node, &mut conn).await?;
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     loop {
         tokio::select! {
             () = handle.wake.notified() => {
@@ -104,6 +115,9 @@ async fn session(
             _ = ping.tick() => {
                 conn.command("PING", &[], None).await?;
             }
+            // nsqlookupd never speaks first: anything readable is the connection closing, which
+            // we notice now rather than at the next PING (nsqd waits for the PING).
+            closed = conn.closed() => return Err(closed),
             event = events.recv() => match event {
                 Ok(e) => send_event(&mut conn, &e).await?,
                 Err(RecvError::Lagged(_)) => register_all(node, &mut conn).await?,
@@ -135,8 +149,12 @@ async fn send_event(conn: &mut Conn, event: &MetaEvent) -> std::io::Result<()> {
     let _answer = match event {
         MetaEvent::TopicCreated(t) => conn.command("REGISTER", &[t], None).await,
         MetaEvent::TopicDeleted(t) => conn.command("UNREGISTER", &[t], None).await,
-        MetaEvent::ChannelCreated { topic, channel } => conn.command("REGISTER", &[topic, channel], None).await,
-        MetaEvent::ChannelDeleted { topic, channel } => conn.command("UNREGISTER", &[topic, channel], None).await,
+        MetaEvent::ChannelCreated { topic, channel } => {
+            conn.command("REGISTER", &[topic, channel], None).await
+        }
+        MetaEvent::ChannelDeleted { topic, channel } => {
+            conn.command("UNREGISTER", &[topic, channel], None).await
+        }
     }?;
     Ok(())
 }
@@ -193,7 +211,12 @@ impl Conn {
     }
 
     /// Sends `NAME [params…]\n` (+ `[i32 len][body]`) and returns the answer's data.
-    async fn command(&mut self, name: &str, params: &[&str], body: Option<&[u8]>) -> std::io::Result<Vec<u8>> {
+    async fn command(
+        &mut self,
+        name: &str,
+        params: &[&str],
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Vec<u8>> {
         let mut line = name.to_owned();
         for p in params {
             line.push(' ');
@@ -212,15 +235,34 @@ impl Conn {
             .await
             .map_err(|_| timed_out("read"))??;
         if resp.starts_with(b"E_") {
-            tracing::warn!("LOOKUPD({}): {name} answered {}", self.addr, String::from_utf8_lossy(&resp));
+            tracing::warn!(
+                "LOOKUPD({}): {name} answered {}",
+                self.addr,
+                String::from_utf8_lossy(&resp)
+            );
         }
         Ok(resp)
+    }
+
+    /// Resolves when the peer closes the connection (or sends something unasked).
+    async fn closed(&mut self) -> std::io::Error {
+        let mut byte = [0_u8; 1];
+        match self.stream.read(&mut byte).await {
+            Ok(0) => std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed by nsqlookupd",
+            ),
+            Ok(_) => std::io::Error::other("unexpected data from nsqlookupd"),
+            Err(e) => e,
+        }
     }
 
     async fn read_response(&mut self) -> std::io::Result<Vec<u8>> {
         let size = self.stream.read_u32().await?;
         if u64::from(size) > self.response_bytes_max {
-            return Err(std::io::Error::other(format!("response of {size} bytes is too big")));
+            return Err(std::io::Error::other(format!(
+                "response of {size} bytes is too big"
+            )));
         }
         let mut data = vec![0; usize::try_from(size).map_err(std::io::Error::other)?];
         self.stream.read_exact(&mut data).await?;

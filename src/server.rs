@@ -107,6 +107,7 @@ pub async fn run(options: Options, shutdown: impl std::future::Future<Output = (
     tokio::task::spawn_local(Rc::clone(&broker).checkpoint_loop());
     tokio::task::spawn_local(Rc::clone(&broker).metadata_loop());
     tokio::task::spawn_local(crate::loops::lookup::manager(Rc::clone(&node)));
+    tokio::task::spawn_local(crate::loops::statsd::run(Rc::clone(&node)));
     let http_stop = Rc::new(tokio::sync::Notify::new());
     if let Some((listener, _)) = http {
         let stop = Rc::clone(&http_stop);

@@ -790,3 +790,41 @@ fn registers_with_nsqlookupd_and_reconnects() {
     regs.sort();
     assert_eq!(regs, ["REGISTER n", "REGISTER t c"]);
 }
+
+#[test]
+fn statsd_sends_topic_and_channel_figures() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let addr = udp.local_addr().expect("addr").to_string();
+    let b = Broker::start(&[
+        "--statsd-address",
+        &addr,
+        "--statsd-interval",
+        "100ms",
+        "--broadcast-address",
+        "h.x",
+    ]);
+    post(&b, "/pub?topic=t", b"m");
+    post(&b, "/channel/create?topic=t&channel=c", b"");
+    let prefix = format!("nsq.h_x_{}.", b.http_addr().port());
+    let want = [
+        format!("{prefix}topic.t.message_count:1|c"),
+        format!("{prefix}topic.t.channel.c.depth:1|g"),
+    ];
+    let mut seen = vec![false; want.len()];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0; 2048];
+    while seen.iter().any(|s| !s) {
+        assert!(
+            Instant::now() < deadline,
+            "statsd lines {want:?} not all seen\n{}",
+            b.logs()
+        );
+        let n = udp.recv(&mut buf).expect("a statsd datagram");
+        let text = String::from_utf8_lossy(&buf[..n]);
+        for (i, w) in want.iter().enumerate() {
+            seen[i] |= text.lines().any(|l| l == w);
+        }
+    }
+}

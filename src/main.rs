@@ -41,18 +41,31 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(options: &Options) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // nsqd's levels, with "fatal" shown as tracing's "error".
-    let level = match options.log_level {
-        options::LogLevel::Fatal => "error",
-        other => other.as_str(),
-    };
-    let filter = tracing_subscriber::EnvFilter::new(level);
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
+    fn filter(level: options::LogLevel) -> tracing_subscriber::EnvFilter {
+        tracing_subscriber::EnvFilter::new(match level {
+            options::LogLevel::Fatal => "error",
+            other => other.as_str(),
+        })
+    }
+    let (layer, handle) = tracing_subscriber::reload::Layer::new(filter(options.log_level));
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_target(false),
+        )
         .init();
+    // `PUT /config/log_level` changes the filter at run time.
+    ringsq::node::set_log_level_hook(Box::new(move |level| {
+        if let Err(e) = handle.reload(filter(level)) {
+            tracing::error!("cannot change the log level: {e}");
+        }
+    }));
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -6,13 +6,13 @@
 //! the log's writer task (one batched `io_uring` write, then fdatasync per policy).
 //! Channels are cursors over that log (`broker::channel`).
 
-pub mod options;
-pub mod protocol;
 pub mod broker;
-pub mod server;
 pub mod http;
 pub mod loops;
 pub mod node;
+pub mod options;
+pub mod protocol;
+pub mod server;
 pub mod stats;
 pub mod tcp;
 

@@ -25,7 +25,11 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error("failed to listen on {flag}={addr}: {reason}")]
-    Listen { flag: &'static str, addr: String, reason: String },
+    Listen {
+        flag: &'static str,
+        addr: String,
+        reason: String,
+    },
     #[error("{0}")]
     Broker(#[from] crate::broker::BrokerError),
 }
@@ -51,8 +55,16 @@ pub fn limits(o: &Options) -> Limits {
 
 /// Resolves nsqd-style addresses (`:4150` means every interface).
 pub fn resolve(flag: &'static str, addr: &str) -> Result<SocketAddr, ServerError> {
-    let full = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_owned() };
-    let err = |reason: String| ServerError::Listen { flag, addr: addr.to_owned(), reason };
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    };
+    let err = |reason: String| ServerError::Listen {
+        flag,
+        addr: addr.to_owned(),
+        reason,
+    };
     full.to_socket_addrs()
         .map_err(|e| err(e.to_string()))?
         .next()
@@ -73,7 +85,9 @@ pub fn lock_data_path(path: &Path) -> Result<File, ServerError> {
     })?;
     match dir.try_lock() {
         Ok(()) => Ok(dir),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DataPathInUse { path: path.to_owned() }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::DataPathInUse {
+            path: path.to_owned(),
+        }),
         Err(std::fs::TryLockError::Error(source)) => Err(ServerError::Io {
             op: "flock",
             path: path.to_owned(),
@@ -83,15 +97,19 @@ pub fn lock_data_path(path: &Path) -> Result<File, ServerError> {
 }
 
 /// Runs the broker until `shutdown` resolves, then stops it cleanly.
-pub async fn run(options: Options, shutdown: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
     let _lock = lock_data_path(&options.data_path)?;
     let tcp_addr = resolve("--tcp-address", &options.tcp_address)?;
     let broker = Broker::open(options).await?;
-    let listener = tokio_uring::net::TcpListener::bind(tcp_addr).map_err(|e| ServerError::Listen {
-        flag: "--tcp-address",
-        addr: tcp_addr.to_string(),
-        reason: e.to_string(),
-    })?;
+    let listener =
+        tokio_uring::net::TcpListener::bind(tcp_addr).map_err(|e| ServerError::Listen {
+            flag: "--tcp-address",
+            addr: tcp_addr.to_string(),
+            reason: e.to_string(),
+        })?;
     let bound = listener.local_addr().map_err(|e| ServerError::Listen {
         flag: "--tcp-address",
         addr: tcp_addr.to_string(),
@@ -127,7 +145,9 @@ pub async fn run(options: Options, shutdown: impl std::future::Future<Output = (
 }
 
 /// Binds `--http-address` (empty disables HTTP, as nsqd 1.3.0).
-async fn bind_http(addr: &str) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ServerError> {
+async fn bind_http(
+    addr: &str,
+) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ServerError> {
     if addr.is_empty() {
         return Ok(None);
     }

@@ -242,7 +242,10 @@ impl Channel {
 
     pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
         let f = self.take_in_flight(client, id)?;
-        self.state.borrow_mut().outstanding.remove(&f.delivery.pos.seq);
+        self.state
+            .borrow_mut()
+            .outstanding
+            .remove(&f.delivery.pos.seq);
         client.finish_count.set(client.finish_count.get() + 1);
         self.dirty.set(true);
         self.wake();
@@ -250,16 +253,24 @@ impl Channel {
     }
 
     /// REQ: `delay` already clamped to `--max-req-timeout` by the caller.
-    pub fn requeue(&self, client: &Client, id: &MessageId, delay: Duration) -> Result<(), InFlightError> {
+    pub fn requeue(
+        &self,
+        client: &Client,
+        id: &MessageId,
+        delay: Duration,
+    ) -> Result<(), InFlightError> {
         let f = self.take_in_flight(client, id)?;
         client.requeue_count.set(client.requeue_count.get() + 1);
-        self.counters.requeue_count.set(self.counters.requeue_count.get() + 1);
+        self.counters
+            .requeue_count
+            .set(self.counters.requeue_count.get() + 1);
         let mut st = self.state.borrow_mut();
         if delay.is_zero() {
             st.requeue_now(f.delivery);
         } else {
             let due = Instant::now() + delay;
-            let due_ns = now_ns().saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX));
+            let due_ns =
+                now_ns().saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX));
             st.defer(f.delivery, due, due_ns);
             self.wake_timer.notify_one();
         }
@@ -270,7 +281,12 @@ impl Channel {
     }
 
     /// TOUCH: a new deadline of now + the client's msg timeout, capped at delivery + max.
-    pub fn touch(&self, client: &Client, id: &MessageId, msg_timeout: Duration) -> Result<(), InFlightError> {
+    pub fn touch(
+        &self,
+        client: &Client,
+        id: &MessageId,
+        msg_timeout: Duration,
+    ) -> Result<(), InFlightError> {
         let mut st = self.state.borrow_mut();
         let f = st.in_flight.get_mut(id).ok_or(InFlightError::NotInFlight)?;
         if f.client_id != client.id {
@@ -292,7 +308,9 @@ impl Channel {
         }
         let f = st.in_flight.remove(id).ok_or(InFlightError::NotInFlight)?;
         drop(st);
-        client.in_flight.set(client.in_flight.get().saturating_sub(1));
+        client
+            .in_flight
+            .set(client.in_flight.get().saturating_sub(1));
         // A client that was full may flush and take more now.
         client.wake.notify_one();
         Ok(f)
@@ -311,7 +329,9 @@ impl Channel {
                 Err(e) => {
                     tracing::error!(topic = %self.topic_name, channel = %self.name, "reading messages failed: {e}");
                     // Back off instead of spinning on a failing disk; a wake retries sooner.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), self.wake_dispatch.notified()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), self.wake_dispatch.notified())
+                            .await;
                     continue;
                 }
             }
@@ -351,7 +371,9 @@ impl Channel {
         if self.ephemeral && end.seq.saturating_sub(from.seq) > self.cfg.mem_queue_size.max(1) {
             // An ephemeral channel keeps at most --mem-queue-size messages; the rest is dropped.
             let dropped = end.seq - from.seq;
-            self.counters.dropped_count.set(self.counters.dropped_count.get() + dropped);
+            self.counters
+                .dropped_count
+                .set(self.counters.dropped_count.get() + dropped);
             from = end;
             self.state.borrow_mut().read_pos = end;
         }
@@ -406,7 +428,11 @@ impl Channel {
     }
 
     fn any_consumer_ready(&self) -> bool {
-        self.state.borrow().consumers.iter().any(|c| c.is_ready_for_messages())
+        self.state
+            .borrow()
+            .consumers
+            .iter()
+            .any(|c| c.is_ready_for_messages())
     }
 
     /// Gives `d` to the next ready consumer (round robin), or requeues it if none is ready.
@@ -434,9 +460,17 @@ impl Channel {
         d.attempts = d.attempts.saturating_add(1);
         let now = Instant::now();
         let deadline = now + msg_timeout;
-        st.outstanding.insert(d.pos.seq, Outstanding { pos: d.pos, attempts: d.attempts, deliver_at_ns: 0 });
+        st.outstanding.insert(
+            d.pos.seq,
+            Outstanding {
+                pos: d.pos,
+                attempts: d.attempts,
+                deliver_at_ns: 0,
+            },
+        );
         st.in_flight_deadlines.push(Reverse((deadline, d.msg.id)));
-        let (id, ts, attempts, body) = (d.msg.id, d.msg.timestamp_ns, d.attempts, d.msg.body.clone());
+        let (id, ts, attempts, body) =
+            (d.msg.id, d.msg.timestamp_ns, d.attempts, d.msg.body.clone());
         st.in_flight.insert(
             id,
             InFlight {
@@ -447,7 +481,9 @@ impl Channel {
             },
         );
         drop(st);
-        self.counters.message_count.set(self.counters.message_count.get() + 1);
+        self.counters
+            .message_count
+            .set(self.counters.message_count.get() + 1);
         client.in_flight.set(client.in_flight.get() + 1);
         client.message_count.set(client.message_count.get() + 1);
         client.send_message(ts, attempts, &id, &body);
@@ -521,7 +557,9 @@ impl Channel {
         }
         if !timed_out.is_empty() {
             let n = timed_out.len() as u64;
-            self.counters.timeout_count.set(self.counters.timeout_count.get() + n);
+            self.counters
+                .timeout_count
+                .set(self.counters.timeout_count.get() + n);
         }
         if released || !timed_out.is_empty() {
             self.dirty.set(true);
@@ -552,7 +590,8 @@ impl Channel {
     /// Messages waiting for this channel: unread in the store, plus requeued.
     pub fn depth(&self) -> u64 {
         let st = self.state.borrow();
-        let unread = self.store.end().seq.saturating_sub(st.read_pos.seq) + st.prefetch.len() as u64;
+        let unread =
+            self.store.end().seq.saturating_sub(st.read_pos.seq) + st.prefetch.len() as u64;
         unread + st.requeued.len() as u64
     }
 
@@ -579,7 +618,11 @@ impl Channel {
     pub fn snapshot(&self, durable: Position) -> ChannelSnapshot {
         let st = self.state.borrow();
         let read_cursor = st.prefetch.front().map_or(st.read_pos, |r| r.pos);
-        let cursor = if read_cursor.seq > durable.seq { durable } else { read_cursor };
+        let cursor = if read_cursor.seq > durable.seq {
+            durable
+        } else {
+            read_cursor
+        };
         let outstanding = st
             .outstanding
             .range(..cursor.seq)
@@ -609,7 +652,11 @@ impl Channel {
             seq: snap.cursor.seq,
             offset: snap.cursor.offset,
         };
-        self.state.borrow_mut().read_pos = if cursor.seq < first.seq { first } else { cursor };
+        self.state.borrow_mut().read_pos = if cursor.seq < first.seq {
+            first
+        } else {
+            cursor
+        };
         let now = now_ns();
         for o in &snap.outstanding {
             let pos = Position {

@@ -142,7 +142,13 @@ impl Client {
     }
 
     /// Write one message frame into the outbox (called by a channel delivering to us).
-    pub fn send_message(&self, timestamp_ns: i64, attempts: u16, id: &protocol::MessageId, body: &Bytes) {
+    pub fn send_message(
+        &self,
+        timestamp_ns: i64,
+        attempts: u16,
+        id: &protocol::MessageId,
+        body: &Bytes,
+    ) {
         let mut out = self.outbox.borrow_mut();
         protocol::write_message(&mut out.buf, timestamp_ns, attempts, id, body);
         let first = out.first_message_at.is_none();

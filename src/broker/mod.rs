@@ -129,15 +129,28 @@ impl Broker {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => return Err(BrokerError::Io { op: "read_dir", path: dir, source }),
+            Err(source) => {
+                return Err(BrokerError::Io {
+                    op: "read_dir",
+                    path: dir,
+                    source,
+                })
+            }
         };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().and_then(paths::topic_name_of).map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(paths::topic_name_of)
+                    .map(str::to_owned)
+            })
             .collect();
         names.sort();
         for name in names {
-            if !crate::protocol::is_valid_topic_name(name.as_bytes()) || crate::protocol::is_ephemeral(&name) {
+            if !crate::protocol::is_valid_topic_name(name.as_bytes())
+                || crate::protocol::is_ephemeral(&name)
+            {
                 tracing::warn!("skipping {name:?} in the data directory: not a valid topic name");
                 continue;
             }
@@ -148,12 +161,25 @@ impl Broker {
         Ok(())
     }
 
-    async fn load_channels(&self, data: &std::path::Path, topic: &Topic) -> Result<(), BrokerError> {
+    async fn load_channels(
+        &self,
+        data: &std::path::Path,
+        topic: &Topic,
+    ) -> Result<(), BrokerError> {
         let dir = paths::topic_dir(data, &topic.name);
-        let entries = std::fs::read_dir(&dir).map_err(|source| BrokerError::Io { op: "read_dir", path: dir, source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| BrokerError::Io {
+            op: "read_dir",
+            path: dir,
+            source,
+        })?;
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().and_then(paths::channel_name_of).map(str::to_owned))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(paths::channel_name_of)
+                    .map(str::to_owned)
+            })
             .collect();
         names.sort();
         for name in names {
@@ -164,11 +190,17 @@ impl Broker {
             };
             let Some(snap) = snap else {
                 // Unreadable state: start from the oldest record (duplicates, never loss).
-                tracing::error!("channel state {} is unreadable: redelivering from the start of the log", path.display());
+                tracing::error!(
+                    "channel state {} is unreadable: redelivering from the start of the log",
+                    path.display()
+                );
                 let first = topic.store().first();
                 let fallback = ChannelSnapshot {
                     version: channel::CHANNEL_SNAPSHOT_VERSION,
-                    cursor: channel::SnapPos { seq: first.seq, offset: first.offset },
+                    cursor: channel::SnapPos {
+                        seq: first.seq,
+                        offset: first.offset,
+                    },
                     outstanding: Vec::new(),
                 };
                 topic.restore_channel(&name, &fallback).await;
@@ -216,8 +248,12 @@ impl Broker {
         }
         let topic = self.open_topic(name).await?;
         tracing::info!("TOPIC({name}): created");
-        self.topics.borrow_mut().insert(name.to_owned(), Rc::clone(&topic));
-        self.cfg.events.send(MetaEvent::TopicCreated(name.to_owned()));
+        self.topics
+            .borrow_mut()
+            .insert(name.to_owned(), Rc::clone(&topic));
+        self.cfg
+            .events
+            .send(MetaEvent::TopicCreated(name.to_owned()));
         Ok(topic)
     }
 
@@ -244,7 +280,9 @@ impl Broker {
             }
         }
         tracing::info!("TOPIC({name}): deleted");
-        self.cfg.events.send(MetaEvent::TopicDeleted(name.to_owned()));
+        self.cfg
+            .events
+            .send(MetaEvent::TopicDeleted(name.to_owned()));
         true
     }
 

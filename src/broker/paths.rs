@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn dot_names_stay_inside_the_data_dir() {
         let d = Path::new("/data");
-        assert_eq!(topic_dir(d, ".."), PathBuf::from("/data/ringsq/topics/...topic"));
+        assert_eq!(
+            topic_dir(d, ".."),
+            PathBuf::from("/data/ringsq/topics/...topic")
+        );
         assert_eq!(topic_name_of("...topic"), Some(".."));
         assert_eq!(channel_name_of("..channel"), Some("."));
     }

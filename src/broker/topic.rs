@@ -83,9 +83,15 @@ impl Topic {
     // ----- publish ---------------------------------------------------------------------------
 
     /// Appends every body (already validated) in order and says when the publisher may be told `OK`.
-    pub fn publish(&self, bodies: &[Bytes], defer: Option<Duration>) -> Result<Ack, ringsq_storage::Error> {
+    pub fn publish(
+        &self,
+        bodies: &[Bytes],
+        defer: Option<Duration>,
+    ) -> Result<Ack, ringsq_storage::Error> {
         let now = now_ns();
-        let deliver_at_ns = defer.map_or(0, |d| now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+        let deliver_at_ns = defer.map_or(0, |d| {
+            now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        });
         let timestamp_ns = i64::try_from(now).unwrap_or(i64::MAX);
         let mut last = None;
         for body in bodies {
@@ -98,7 +104,8 @@ impl Topic {
             };
             last = Some(self.store.append(msg.encode())?);
             self.message_count.set(self.message_count.get() + 1);
-            self.message_bytes.set(self.message_bytes.get() + body.len() as u64);
+            self.message_bytes
+                .set(self.message_bytes.get() + body.len() as u64);
         }
         self.wake_channels();
         Ok(match (last, self.store.log()) {
@@ -164,10 +171,12 @@ impl Topic {
         self.persist_channel(&channel).await?;
         self.insert_channel(&channel);
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
-        self.cfg.events.send(super::events::MetaEvent::ChannelCreated {
-            topic: self.name.clone(),
-            channel: name.to_owned(),
-        });
+        self.cfg
+            .events
+            .send(super::events::MetaEvent::ChannelCreated {
+                topic: self.name.clone(),
+                channel: name.to_owned(),
+            });
         Ok(channel)
     }
 
@@ -184,7 +193,9 @@ impl Topic {
 
     fn insert_channel(&self, channel: &Rc<Channel>) {
         channel.start();
-        self.channels.borrow_mut().insert(channel.name.clone(), Rc::clone(channel));
+        self.channels
+            .borrow_mut()
+            .insert(channel.name.clone(), Rc::clone(channel));
     }
 
     /// Re-creates a channel from its state file at start-up.
@@ -218,10 +229,12 @@ impl Topic {
             }
         }
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
-        self.cfg.events.send(super::events::MetaEvent::ChannelDeleted {
-            topic: self.name.clone(),
-            channel: name.to_owned(),
-        });
+        self.cfg
+            .events
+            .send(super::events::MetaEvent::ChannelDeleted {
+                topic: self.name.clone(),
+                channel: name.to_owned(),
+            });
         self.retain();
         true
     }
@@ -234,8 +247,11 @@ impl Topic {
     }
 
     async fn persist_channel(&self, channel: &Channel) -> Result<(), ringsq_storage::Error> {
-        let (Some(log), Some(path), false) = (self.store.log(), self.channel_path(&channel.name), channel.ephemeral)
-        else {
+        let (Some(log), Some(path), false) = (
+            self.store.log(),
+            self.channel_path(&channel.name),
+            channel.ephemeral,
+        ) else {
             return Ok(());
         };
         let snap = channel.snapshot(log.synced());
@@ -265,7 +281,11 @@ impl Topic {
     fn retain(&self) {
         let channels = self.channels.borrow();
         let durable: Vec<_> = channels.values().filter(|c| !c.ephemeral).collect();
-        let pool: Vec<_> = if durable.is_empty() { channels.values().collect() } else { durable };
+        let pool: Vec<_> = if durable.is_empty() {
+            channels.values().collect()
+        } else {
+            durable
+        };
         let lowest = pool.iter().map(|c| c.low_water_mark().seq).min();
         let floor = match lowest {
             Some(seq) => seq,
@@ -293,7 +313,10 @@ impl Topic {
     /// Messages waiting at the topic level: those no channel has taken yet (nsqd's topic depth).
     pub fn depth(&self) -> u64 {
         if self.channels.borrow().is_empty() {
-            self.store.end().seq.saturating_sub(self.backlog_start.get().seq)
+            self.store
+                .end()
+                .seq
+                .saturating_sub(self.backlog_start.get().seq)
         } else {
             0
         }

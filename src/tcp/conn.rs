@@ -30,9 +30,14 @@ pub async fn handle(stream: TcpStream, remote: SocketAddr, broker: Rc<Broker>) {
         broker.next_client_id(),
         remote,
         default_settings(&broker, remote),
-        broker.start_unix_s.max(crate::broker::guid::now_ns() / 1_000_000_000),
+        broker
+            .start_unix_s
+            .max(crate::broker::guid::now_ns() / 1_000_000_000),
     ));
-    broker.clients.borrow_mut().insert(client.id, Rc::clone(&client));
+    broker
+        .clients
+        .borrow_mut()
+        .insert(client.id, Rc::clone(&client));
     let writer = tokio::task::spawn_local(write_loop(Rc::clone(&stream), Rc::clone(&client)));
     let mut session = exec::Session::new(Rc::clone(&broker), Rc::clone(&client));
     if let Err(e) = read_loop(&stream, &mut buf, &mut session).await {
@@ -48,7 +53,10 @@ pub async fn handle(stream: TcpStream, remote: SocketAddr, broker: Rc<Broker>) {
 }
 
 fn default_settings(broker: &Broker, remote: SocketAddr) -> ClientSettings {
-    ClientSettings::defaults(&crate::server::limits(&broker.options), &remote.ip().to_string())
+    ClientSettings::defaults(
+        &crate::server::limits(&broker.options),
+        &remote.ip().to_string(),
+    )
 }
 
 /// Reads the 4-byte magic; a wrong one gets `E_BAD_PROTOCOL` and the connection is closed.
@@ -56,13 +64,18 @@ fn default_settings(broker: &Broker, remote: SocketAddr) -> ClientSettings {
 async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(READ_BUF_BYTES);
     while buf.len() < MAGIC_BYTES {
-        let n = read_more(stream, &mut buf, Some(broker.options.client_timeout)).await.ok()?;
+        let n = read_more(stream, &mut buf, Some(broker.options.client_timeout))
+            .await
+            .ok()?;
         if n == 0 {
             return None;
         }
     }
     if !protocol::magic_ok(&buf[..MAGIC_BYTES]) {
-        tracing::info!("client sent bad protocol magic {:?}", String::from_utf8_lossy(&buf[..MAGIC_BYTES]));
+        tracing::info!(
+            "client sent bad protocol magic {:?}",
+            String::from_utf8_lossy(&buf[..MAGIC_BYTES])
+        );
         // nsqd sends the bare code, without a description.
         let code = b"E_BAD_PROTOCOL";
         let size = u32::try_from(4 + code.len()).unwrap_or(u32::MAX);
@@ -81,7 +94,11 @@ async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
 }
 
 /// Appends what the socket has into `buf`'s spare capacity; Ok(0) at EOF.
-async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>, deadline: Option<Duration>) -> std::io::Result<usize> {
+async fn read_more(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    deadline: Option<Duration>,
+) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_BUF_BYTES / 4 {
         buf.reserve(READ_BUF_BYTES);
     }
@@ -92,7 +109,12 @@ async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>, deadline: Option<Durat
     let (res, slice) = match deadline {
         Some(d) => match tokio::time::timeout(d, read).await {
             Ok(r) => r,
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "i/o timeout")),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "i/o timeout",
+                ))
+            }
         },
         None => read.await,
     };
@@ -100,12 +122,20 @@ async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>, deadline: Option<Durat
     res
 }
 
-async fn read_loop(stream: &TcpStream, buf: &mut Vec<u8>, session: &mut exec::Session) -> std::io::Result<()> {
+async fn read_loop(
+    stream: &TcpStream,
+    buf: &mut Vec<u8>,
+    session: &mut exec::Session,
+) -> std::io::Result<()> {
     let limits = session.limits();
     let mut start = 0;
     loop {
         loop {
-            let cx = DecodeContext::new(session.protocol_state(), session.heartbeats_enabled(), &limits);
+            let cx = DecodeContext::new(
+                session.protocol_state(),
+                session.heartbeats_enabled(),
+                &limits,
+            );
             match protocol::decode(&buf[start..], &cx) {
                 Decoded::Incomplete => break,
                 Decoded::Command { cmd, consumed } => {
@@ -132,16 +162,26 @@ async fn read_loop(stream: &TcpStream, buf: &mut Vec<u8>, session: &mut exec::Se
         }
         buf.drain(..start);
         start = 0;
-        while session.client.replies_pending() > REPLIES_PENDING_MAX && !session.client.closed.get() {
+        while session.client.replies_pending() > REPLIES_PENDING_MAX && !session.client.closed.get()
+        {
             session.client.drained.notified().await;
         }
         if session.client.closed.get() {
             return Ok(());
         }
-        let deadline = session.client.settings.borrow().heartbeat_interval.map(|h| h * 2);
+        let deadline = session
+            .client
+            .settings
+            .borrow()
+            .heartbeat_interval
+            .map(|h| h * 2);
         if read_more(stream, buf, deadline).await? == 0 {
             // The stream ended inside a command: nsqd answers the read that failed.
-            let cx = DecodeContext::new(session.protocol_state(), session.heartbeats_enabled(), &limits);
+            let cx = DecodeContext::new(
+                session.protocol_state(),
+                session.heartbeats_enabled(),
+                &limits,
+            );
             if let Some(err) = protocol::decode_at_eof(buf, &cx) {
                 session.client.respond_error(&err);
             }
@@ -166,7 +206,11 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
         let now = Instant::now();
         if let Some(at) = next_heartbeat.filter(|at| *at <= now) {
             client.respond(b"_heartbeat_");
-            next_heartbeat = client.settings.borrow().heartbeat_interval.map(|h| at.max(now) + h);
+            next_heartbeat = client
+                .settings
+                .borrow()
+                .heartbeat_interval
+                .map(|h| at.max(now) + h);
             continue;
         }
         match flush_decision(&client, now) {
@@ -204,7 +248,12 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
 /// Sleeps until woken, until `until`, or until the oldest durable reply is done.
 async fn wait_for_work(client: &Client, until: Option<Instant>) {
     let front = match client.outbox.borrow().replies.front() {
-        Some(Reply::Durable { log, ticket, synced, .. }) => Some((log.clone(), *ticket, *synced)),
+        Some(Reply::Durable {
+            log,
+            ticket,
+            synced,
+            ..
+        }) => Some((log.clone(), *ticket, *synced)),
         _ => None,
     };
     let durable = async {
@@ -235,13 +284,22 @@ fn resolve_replies(client: &Client) {
                 Some(Reply::Frame(f)) => f,
                 _ => break,
             },
-            Reply::Durable { log, ticket, synced, failed_code, command } => {
+            Reply::Durable {
+                log,
+                ticket,
+                synced,
+                failed_code,
+                command,
+            } => {
                 let mut frame = Vec::new();
                 match log.ticket_state(*ticket, *synced) {
                     None => break,
                     Some(Ok(())) => protocol::write_response(&mut frame, b"OK"),
                     Some(Err(e)) => {
-                        let err = protocol::ProtocolError::fatal(failed_code, format!("{command} failed {e}"));
+                        let err = protocol::ProtocolError::fatal(
+                            failed_code,
+                            format!("{command} failed {e}"),
+                        );
                         protocol::write_error(&mut frame, &err);
                         out.close_after_flush = true;
                     }
@@ -278,6 +336,8 @@ pub fn protocol_state(state: ClientState) -> protocol::ClientState {
     match state {
         ClientState::Subscribed => protocol::ClientState::Subscribed,
         ClientState::Closing => protocol::ClientState::Closing,
-        ClientState::Init | ClientState::Connected | ClientState::Disconnected => protocol::ClientState::Init,
+        ClientState::Init | ClientState::Connected | ClientState::Disconnected => {
+            protocol::ClientState::Init
+        }
     }
 }

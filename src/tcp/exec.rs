@@ -46,7 +46,10 @@ impl Session {
     pub async fn exec(&mut self, cmd: Command) -> bool {
         let result = match cmd {
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => Err(ProtocolError::fatal("E_AUTH_DISABLED", "AUTH disabled".to_owned())),
+            Command::Auth(_) => Err(ProtocolError::fatal(
+                "E_AUTH_DISABLED",
+                "AUTH disabled".to_owned(),
+            )),
             Command::Sub { topic, channel } => self.sub(&topic, &channel).await,
             Command::Rdy(count) => {
                 self.rdy(count);
@@ -60,11 +63,22 @@ impl Session {
                 Ok(())
             }
             Command::Nop | Command::RdyIgnored => Ok(()),
-            Command::Pub { topic, body } => self.publish(&topic, vec![body], None, "PUB", "E_PUB_FAILED").await,
-            Command::Mpub { topic, bodies } => self.publish(&topic, bodies, None, "MPUB", "E_MPUB_FAILED").await,
-            Command::Dpub { topic, defer_ms, body } => {
+            Command::Pub { topic, body } => {
+                self.publish(&topic, vec![body], None, "PUB", "E_PUB_FAILED")
+                    .await
+            }
+            Command::Mpub { topic, bodies } => {
+                self.publish(&topic, bodies, None, "MPUB", "E_MPUB_FAILED")
+                    .await
+            }
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => {
                 let defer = Some(Duration::from_millis(defer_ms));
-                self.publish(&topic, vec![body], defer, "DPUB", "E_DPUB_FAILED").await
+                self.publish(&topic, vec![body], defer, "DPUB", "E_DPUB_FAILED")
+                    .await
             }
         };
         match result {
@@ -95,24 +109,41 @@ impl Session {
         }
         // Compression and TLS are not built yet: a client that asks carries on without them.
         let negotiated = if req.feature_negotiation {
-            Some(protocol::negotiate(&req, protocol::ServerFeatures::default(), &limits)?)
+            Some(protocol::negotiate(
+                &req,
+                protocol::ServerFeatures::default(),
+                &limits,
+            )?)
         } else {
             None
         };
         *self.client.settings.borrow_mut() = settings.clone();
         self.client.wake.notify_one();
         match negotiated {
-            Some(n) => self.client.respond(&protocol::identify_response_json(&settings, &n, &limits, false)),
+            Some(n) => self.client.respond(&protocol::identify_response_json(
+                &settings, &n, &limits, false,
+            )),
             None => self.client.respond(b"OK"),
         }
         Ok(())
     }
 
     async fn sub(&mut self, topic_name: &str, channel_name: &str) -> Result<(), ProtocolError> {
-        let sub_failed = |e: &dyn std::fmt::Display| ProtocolError::fatal("E_SUB_FAILED", format!("SUB failed {e}"));
-        let topic = self.broker.topic(topic_name).await.map_err(|e| sub_failed(&e))?;
-        let channel = topic.channel(channel_name).await.map_err(|e| sub_failed(&e))?;
-        channel.add_consumer(Rc::clone(&self.client)).map_err(|e| sub_failed(&e))?;
+        let sub_failed = |e: &dyn std::fmt::Display| {
+            ProtocolError::fatal("E_SUB_FAILED", format!("SUB failed {e}"))
+        };
+        let topic = self
+            .broker
+            .topic(topic_name)
+            .await
+            .map_err(|e| sub_failed(&e))?;
+        let channel = topic
+            .channel(channel_name)
+            .await
+            .map_err(|e| sub_failed(&e))?;
+        channel
+            .add_consumer(Rc::clone(&self.client))
+            .map_err(|e| sub_failed(&e))?;
         self.client.state.set(ClientState::Subscribed);
         self.topic = Some(topic);
         self.channel = Some(channel);
@@ -133,9 +164,9 @@ impl Session {
     }
 
     fn channel(&self) -> Result<&Rc<Channel>, ProtocolError> {
-        self.channel
-            .as_ref()
-            .ok_or_else(|| ProtocolError::fatal("E_INVALID", "cannot FIN in current state".to_owned()))
+        self.channel.as_ref().ok_or_else(|| {
+            ProtocolError::fatal("E_INVALID", "cannot FIN in current state".to_owned())
+        })
     }
 
     fn fin(&self, id: &MessageId) -> Result<(), ProtocolError> {
@@ -159,7 +190,9 @@ impl Session {
         let msg_timeout = self.client.settings.borrow().msg_timeout;
         self.channel()?
             .touch(&self.client, id, msg_timeout)
-            .map_err(|e| ProtocolError::non_fatal("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}")))
+            .map_err(|e| {
+                ProtocolError::non_fatal("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}"))
+            })
     }
 
     fn cls(&self) {
@@ -176,13 +209,23 @@ impl Session {
         command: &'static str,
         failed_code: &'static str,
     ) -> Result<(), ProtocolError> {
-        let failed = |e: &dyn std::fmt::Display| ProtocolError::fatal(failed_code, format!("{command} failed {e}"));
-        let topic = self.broker.topic(topic_name).await.map_err(|e| failed(&e))?;
+        let failed = |e: &dyn std::fmt::Display| {
+            ProtocolError::fatal(failed_code, format!("{command} failed {e}"))
+        };
+        let topic = self
+            .broker
+            .topic(topic_name)
+            .await
+            .map_err(|e| failed(&e))?;
         let ack = topic.publish(&bodies, defer).map_err(|e| failed(&e))?;
         self.client.count_publish(topic_name, bodies.len() as u64);
         match ack {
             Ack::Now => self.client.respond(b"OK"),
-            Ack::Wait { log, ticket, synced } => self.client.push_reply(Reply::Durable {
+            Ack::Wait {
+                log,
+                ticket,
+                synced,
+            } => self.client.push_reply(Reply::Durable {
                 log,
                 ticket,
                 synced,

@@ -9,7 +9,11 @@ use std::rc::Rc;
 use tokio_uring::net::TcpListener;
 
 /// Accepts connections until `shutdown` resolves; each connection runs on its own task.
-pub async fn serve(listener: TcpListener, broker: Rc<Broker>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    broker: Rc<Broker>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

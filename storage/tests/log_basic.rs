@@ -117,4 +117,9 @@ async fn read_unwritten_tail<I: Io>(io: I, dir: PathBuf) {
     log.close().await.unwrap();
 }
 
-both_backends!(append_read_reopen, roll_and_retain, oversized_record_alone, read_unwritten_tail);
+both_backends!(
+    append_read_reopen,
+    roll_and_retain,
+    oversized_record_alone,
+    read_unwritten_tail
+);

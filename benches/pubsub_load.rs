@@ -160,9 +160,9 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<i32> {
 }
 
 /// One publisher: MPUB, wait for OK, repeat until `stop`. Returns (messages, latency histogram).
-fn publisher(addr: SocketAddr, topic: String, stop: Arc<AtomicBool>) -> (u64, Histogram<u64>) {
+fn publisher(addr: SocketAddr, topic: &str, stop: &AtomicBool) -> (u64, Histogram<u64>) {
     let mut s = connect(addr);
-    let cmd = mpub_command(&topic);
+    let cmd = mpub_command(topic);
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let mut buf = Vec::new();
     let mut sent = 0;
@@ -184,7 +184,7 @@ fn publisher(addr: SocketAddr, topic: String, stop: Arc<AtomicBool>) -> (u64, Hi
 }
 
 /// One consumer: SUB, RDY 2500, FIN everything (FINs written in batches). Counts into `received`.
-fn consumer(addr: SocketAddr, topic: String, stop: Arc<AtomicBool>, received: Arc<AtomicU64>) {
+fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU64) {
     let mut s = connect(addr);
     write!(s, "SUB {topic} bench\nRDY {RDY}\n").unwrap();
     s.set_read_timeout(Some(Duration::from_millis(100)))
@@ -238,7 +238,7 @@ fn run_phase(server: &Server, topic: &str, publishers: u64, consumers: u64, secs
             let (stop, received, topic) =
                 (Arc::clone(&stop), Arc::clone(&received), topic.to_owned());
             let addr = server.addr;
-            thread::spawn(move || consumer(addr, topic, stop, received))
+            thread::spawn(move || consumer(addr, &topic, &stop, &received))
         })
         .collect();
     let (cpu0, _, _) = server.usage();
@@ -246,7 +246,7 @@ fn run_phase(server: &Server, topic: &str, publishers: u64, consumers: u64, secs
     let publisher_threads: Vec<_> = (0..publishers)
         .map(|_| {
             let (stop, topic, addr) = (Arc::clone(&stop), topic.to_owned(), server.addr);
-            thread::spawn(move || publisher(addr, topic, stop))
+            thread::spawn(move || publisher(addr, &topic, &stop))
         })
         .collect();
     thread::sleep(Duration::from_secs(secs));

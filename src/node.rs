@@ -4,6 +4,7 @@
 //! held across an `.await`.
 
 use crate::broker::Broker;
+use crate::loops::lookupd_channels::LookupdChannels;
 use crate::options::LogLevel;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub struct Node {
     lookupd_tcp_addresses: RefCell<Vec<String>>,
     /// Wakes the lookup manager when the peer list changes.
     pub lookupd_changed: Notify,
+    /// The lookupds' HTTP addresses, queried for a new topic's channels.
+    pub lookupd_http: Rc<LookupdChannels>,
     log_level: Cell<LogLevel>,
 }
 
@@ -40,12 +43,18 @@ impl Node {
     ) -> Rc<Self> {
         let lookupd = broker.options.lookupd_tcp_addresses.clone();
         let log_level = broker.options.log_level;
+        let lookupd_http = Rc::new(LookupdChannels::new(
+            broker.options.http_client_connect_timeout,
+            broker.options.http_client_request_timeout,
+        ));
+        broker.set_known_channels(Rc::clone(&lookupd_http) as _);
         Rc::new(Self {
             broker,
             tcp_addr,
             http_addr,
             lookupd_tcp_addresses: RefCell::new(lookupd),
             lookupd_changed: Notify::new(),
+            lookupd_http,
             log_level: Cell::new(log_level),
         })
     }

@@ -20,7 +20,9 @@ use events::{Events, MetaEvent};
 use ringsq_storage::{Log, LogConfig, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use store::{MemQueue, Store};
@@ -85,6 +87,13 @@ pub enum BrokerError {
     Exiting,
 }
 
+/// Where a new topic learns the channels it starts with (nsqd asks nsqlookupd in `GetTopic`).
+/// Answers are names as given; the broker validates them. A failing source answers empty.
+pub trait KnownChannels: std::fmt::Debug {
+    fn channels_of<'a>(&'a self, topic: &'a str)
+        -> Pin<Box<dyn Future<Output = Vec<String>> + 'a>>;
+}
+
 #[derive(Debug)]
 pub struct Broker {
     pub cfg: Rc<BrokerConfig>,
@@ -97,6 +106,7 @@ pub struct Broker {
     pub clients: RefCell<HashMap<u64, Rc<Client>>>,
     pub exiting: Cell<bool>,
     pub start_unix_s: u64,
+    known_channels: RefCell<Option<Rc<dyn KnownChannels>>>,
 }
 
 impl Broker {
@@ -113,6 +123,7 @@ impl Broker {
             clients: RefCell::new(HashMap::new()),
             exiting: Cell::new(false),
             start_unix_s: guid::now_ns() / 1_000_000_000,
+            known_channels: RefCell::new(None),
         });
         broker.load().await?;
         broker.load_metadata().await?;
@@ -242,12 +253,16 @@ impl Broker {
         if self.exiting.get() {
             return Err(BrokerError::Exiting);
         }
+        // Asked before the create lock, so a slow nsqlookupd delays only this topic's creators.
+        let known = self.known_channels_of(name).await;
         let _guard = self.create_lock.lock().await;
         if let Some(t) = self.get_topic(name) {
             return Ok(t);
         }
         let topic = self.open_topic(name).await?;
         tracing::info!("TOPIC({name}): created");
+        // Before the topic is visible, so every pre-created channel sees its first message.
+        self.precreate_channels(&topic, &known).await;
         self.topics
             .borrow_mut()
             .insert(name.to_owned(), Rc::clone(&topic));
@@ -255,6 +270,33 @@ impl Broker {
             .events
             .send(MetaEvent::TopicCreated(name.to_owned()));
         Ok(topic)
+    }
+
+    /// Sets where new topics learn their channels (the nsqlookupd query).
+    pub fn set_known_channels(&self, source: Rc<dyn KnownChannels>) {
+        *self.known_channels.borrow_mut() = Some(source);
+    }
+
+    async fn known_channels_of(&self, topic: &str) -> Vec<String> {
+        let source = self.known_channels.borrow().clone();
+        match source {
+            Some(s) => s.channels_of(topic).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// nsqd pre-creates the known channels except ephemeral ones (they need a consumer).
+    async fn precreate_channels(&self, topic: &Topic, names: &[String]) {
+        for name in names {
+            if crate::protocol::is_ephemeral(name)
+                || !crate::protocol::is_valid_channel_name(name.as_bytes())
+            {
+                continue;
+            }
+            if let Err(e) = topic.channel(name).await {
+                tracing::error!("TOPIC({}): pre-creating channel {name}: {e}", topic.name);
+            }
+        }
     }
 
     /// Deletes a topic: its channels, its log and its directory.

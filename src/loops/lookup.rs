@@ -7,7 +7,8 @@
 //! `PING` every 15 s. Every command waits for its `[i32 size][data]` answer with a 1 s
 //! deadline. A failed connection is retried with backoff (1 s doubling to 15 s) and, once
 //! back, everything is registered again from the broker's current state (events that queued
-//! while disconnected are dropped: the fresh registration supersedes them).
+//! while disconnected are dropped: the fresh registration supersedes them). The `http_port` of
+//! each `IDENTIFY` answer is recorded for the `/channels` query ([`super::lookupd_channels`]).
 
 use crate::broker::events::MetaEvent;
 use crate::node::Node;
@@ -42,10 +43,12 @@ pub async fn manager(node: Rc<Node>) {
     let mut peers: HashMap<String, Rc<PeerHandle>> = HashMap::new();
     loop {
         let wanted = node.lookupd_tcp_addresses();
+        node.lookupd_http.set_peers_configured(wanted.len());
         peers.retain(|addr, handle| {
             let keep = wanted.contains(addr);
             if !keep {
                 tracing::info!("LOOKUP({addr}): removing peer");
+                node.lookupd_http.forget(addr);
                 handle.stopped.set(true);
                 handle.wake.notify_one();
             }
@@ -159,6 +162,12 @@ async fn send_event(conn: &mut Conn, event: &MetaEvent) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The part of nsqlookupd's `IDENTIFY` answer nsqd uses.
+#[derive(serde::Deserialize)]
+struct IdentifyAnswer {
+    http_port: Option<u16>,
+}
+
 struct Conn {
     addr: String,
     stream: TcpStream,
@@ -200,6 +209,19 @@ impl Conn {
                 "IDENTIFY refused: {}",
                 String::from_utf8_lossy(&resp)
             )));
+        }
+        // Its HTTP port is where a new topic asks for known channels.
+        let port = serde_json::from_slice::<IdentifyAnswer>(&resp)
+            .ok()
+            .and_then(|a| a.http_port);
+        if let Some(port) = port {
+            node.lookupd_http.learned(&self.addr, port);
+        } else {
+            tracing::warn!(
+                "LOOKUPD({}): IDENTIFY answer names no http_port: {}",
+                self.addr,
+                String::from_utf8_lossy(&resp)
+            );
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 //! name. Figures are read without holding any borrow across an `.await` (this is all sync).
 
 use crate::broker::client::Client;
+use crate::broker::e2e::E2eLatency;
 use crate::broker::topic::Topic;
 use crate::broker::Broker;
 use serde::Serialize;
@@ -30,10 +31,51 @@ pub struct LatencyStats {
     pub percentiles: Option<Vec<Percentile>>,
 }
 
+/// One `{"quantile":0.99,"value":<ns>}`; numbers printed as Go prints a `float64` (`1`, not `1.0`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Percentile {
+    #[serde(serialize_with = "go_float")]
     pub quantile: f64,
+    #[serde(serialize_with = "go_float")]
     pub value: f64,
+}
+
+/// Go's `encoding/json` writes a whole `float64` below 1e21 without a fraction.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
+fn go_float<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    const WHOLE_MAX: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is exact
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < WHOLE_MAX {
+        #[allow(clippy::cast_possible_truncation)] // whole and below 2^53
+        return s.serialize_i64(*v as i64);
+    }
+    s.serialize_f64(*v)
+}
+
+impl LatencyStats {
+    /// Go's `quantile.Result.String()`: each value as `NanoSecondToHuman`, joined by `, `.
+    pub fn human(&self) -> String {
+        let parts: Vec<String> = self
+            .percentiles
+            .iter()
+            .flatten()
+            .map(|p| nanoseconds_to_human(p.value))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+/// Go's `stringy.NanoSecondToHuman`.
+pub fn nanoseconds_to_human(v: f64) -> String {
+    let (v, suffix) = if v > 1e9 {
+        (v / 1e9, "s")
+    } else if v > 1e6 {
+        (v / 1e6, "ms")
+    } else if v > 1e3 {
+        (v / 1e3, "us")
+    } else {
+        (v, "ns")
+    };
+    format!("{v:.1}{suffix}")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,7 +214,7 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
                 client_count: consumers.len() as u64,
                 clients,
                 paused: c.paused.get(),
-                e2e_processing_latency: LatencyStats::default(),
+                e2e_processing_latency: c.e2e.stats(),
             }
         })
         .collect();
@@ -185,7 +227,8 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
         message_count: topic.message_count.get(),
         message_bytes: topic.message_bytes.get(),
         paused: topic.paused.get(),
-        e2e_processing_latency: LatencyStats::default(),
+        // nsqd's AggregateChannelE2eProcessingLatency: over every channel, filtered or not.
+        e2e_processing_latency: E2eLatency::aggregate(topic.channels().iter().map(|c| &c.e2e)),
     })
 }
 

@@ -36,6 +36,7 @@ pub struct ChannelConfig {
     pub mem_queue_size: u64,
     pub max_msg_timeout: Duration,
     pub max_channel_consumers: u64,
+    pub e2e: super::e2e::E2eConfig,
 }
 
 /// One delivery of a message by this channel.
@@ -141,6 +142,8 @@ pub struct Channel {
     cfg: Rc<ChannelConfig>,
     state: RefCell<State>,
     pub counters: ChannelCounters,
+    /// Finish latencies (`--e2e-processing-latency-percentile`).
+    pub e2e: super::e2e::E2eLatency,
     wake_dispatch: Notify,
     wake_timer: Notify,
     /// Set when the state changed since the last snapshot.
@@ -158,6 +161,7 @@ impl Channel {
         start: Position,
     ) -> Rc<Self> {
         let ephemeral = crate::protocol::is_ephemeral(&name);
+        let e2e = super::e2e::E2eLatency::new(&cfg.e2e);
         Rc::new(Self {
             name,
             topic_name,
@@ -171,6 +175,7 @@ impl Channel {
                 ..State::default()
             }),
             counters: ChannelCounters::default(),
+            e2e,
             wake_dispatch: Notify::new(),
             wake_timer: Notify::new(),
             dirty: Cell::new(true),
@@ -242,6 +247,7 @@ impl Channel {
 
     pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
         let f = self.take_in_flight(client, id)?;
+        self.e2e.record(f.delivery.msg.timestamp_ns);
         self.state
             .borrow_mut()
             .outstanding

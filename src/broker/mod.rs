@@ -5,6 +5,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod e2e;
 pub mod events;
 pub mod guid;
 pub mod message;
@@ -43,6 +44,7 @@ pub struct BrokerConfig {
     pub sync_timeout: Duration,
     /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops).
     pub events: Events,
+    pub e2e: e2e::E2eConfig,
 }
 
 impl BrokerConfig {
@@ -67,6 +69,10 @@ impl BrokerConfig {
             max_channel_consumers: o.max_channel_consumers,
             sync_timeout: o.sync_timeout,
             events: Events::default(),
+            e2e: e2e::E2eConfig {
+                percentiles: o.e2e_processing_latency_percentiles.clone(),
+                window: o.e2e_processing_latency_window_time,
+            },
         }
     }
 }

@@ -54,6 +54,7 @@ impl Topic {
             mem_queue_size: cfg.mem_queue_size,
             max_msg_timeout: cfg.max_msg_timeout,
             max_channel_consumers: cfg.max_channel_consumers,
+            e2e: cfg.e2e.clone(),
         });
         Rc::new(Self {
             backlog_start: Cell::new(store.first()),

@@ -147,7 +147,60 @@ pub fn render(broker: &Broker) -> String {
             }
         }
     }
+    e2e_metrics(&mut w, &topics);
     w
+}
+
+/// `--e2e-processing-latency-percentile`: one gauge per configured quantile, in seconds, and the
+/// number of finishes in the window; nothing when no percentile is configured.
+fn e2e_metrics(w: &mut String, topics: &[TopicStats]) {
+    let mut samples = String::new();
+    let mut counts = String::new();
+    let mut add = |labels: String, e2e: &crate::stats::LatencyStats| {
+        let Some(percentiles) = &e2e.percentiles else {
+            return;
+        };
+        for p in percentiles {
+            let _ = writeln!(
+                samples,
+                "nsq_e2e_processing_latency_seconds{{{labels},quantile=\"{}\"}} {}",
+                p.quantile,
+                p.value / 1e9
+            );
+        }
+        let _ = writeln!(
+            counts,
+            "nsq_e2e_processing_latency_count{{{labels}}} {}",
+            e2e.count
+        );
+    };
+    for t in topics {
+        let tl = label(&t.topic_name);
+        add(
+            format!("topic=\"{tl}\",channel=\"\""),
+            &t.e2e_processing_latency,
+        );
+        for c in &t.channels {
+            let cl = label(&c.channel_name);
+            add(
+                format!("topic=\"{tl}\",channel=\"{cl}\""),
+                &c.e2e_processing_latency,
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "# HELP nsq_e2e_processing_latency_seconds Publish-to-FIN time at each configured quantile over the window (channel=\"\" is the topic's aggregate)."
+    );
+    let _ = write!(
+        w,
+        "# TYPE nsq_e2e_processing_latency_seconds gauge\n{samples}"
+    );
+    let _ = writeln!(
+        w,
+        "# HELP nsq_e2e_processing_latency_count Finishes measured in the current window."
+    );
+    let _ = write!(w, "# TYPE nsq_e2e_processing_latency_count gauge\n{counts}");
 }
 
 pub fn metrics(broker: &Broker) -> Resp {

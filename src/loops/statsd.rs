@@ -4,11 +4,13 @@
 //! Keys: `topic.<t>.{message_count,message_bytes}` (counters: the increase since the last
 //! send), `topic.<t>.{depth,backend_depth}` (gauges), `topic.<t>.channel.<c>.{message_count,
 //! requeue_count,timeout_count}` (counters), `…channel.<c>.{depth,backend_depth,in_flight_count,
-//! deferred_count,clients}` (gauges), and `mem.heap_in_use_bytes` with `--statsd-mem-stats`.
+//! deferred_count,clients}` (gauges), `…e2e_processing_latency_<pct>` (gauges, topic and channel,
+//! with `--e2e-processing-latency-percentile`), and `mem.heap_in_use_bytes` with
+//! `--statsd-mem-stats`.
 //! Lines are packed into datagrams of at most `--statsd-udp-packet-size` bytes.
 
 use crate::node::Node;
-use crate::stats::{self, Filter};
+use crate::stats::{self, Filter, LatencyStats};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -30,6 +32,7 @@ pub fn lines(node: &Node, prefix: &str, last: &mut BTreeMap<String, u64>) -> Vec
         counter(format!("{tk}.message_bytes"), t.message_bytes, &mut out);
         out.push(format!("{prefix}{tk}.depth:{}|g", t.depth));
         out.push(format!("{prefix}{tk}.backend_depth:{}|g", t.backend_depth));
+        e2e_gauges(&mut out, prefix, &tk, &t.e2e_processing_latency);
         for c in t.channels {
             if o.statsd_exclude_ephemeral && crate::protocol::is_ephemeral(&c.channel_name) {
                 continue;
@@ -47,6 +50,7 @@ pub fn lines(node: &Node, prefix: &str, last: &mut BTreeMap<String, u64>) -> Vec
             ] {
                 out.push(format!("{prefix}{ck}.{k}:{v}|g"));
             }
+            e2e_gauges(&mut out, prefix, &ck, &c.e2e_processing_latency);
         }
     }
     if o.statsd_mem_stats {
@@ -57,6 +61,18 @@ pub fn lines(node: &Node, prefix: &str, last: &mut BTreeMap<String, u64>) -> Vec
         ));
     }
     out
+}
+
+/// `<key>.e2e_processing_latency_<pct>` gauges (`%.0f` of quantile × 100; value as int64 ns).
+fn e2e_gauges(out: &mut Vec<String>, prefix: &str, key: &str, e2e: &LatencyStats) {
+    for p in e2e.percentiles.iter().flatten() {
+        #[allow(clippy::cast_possible_truncation)] // Go's int64(value): ns, far below i64::MAX
+        let value = p.value as i64;
+        out.push(format!(
+            "{prefix}{key}.e2e_processing_latency_{:.0}:{value}|g",
+            p.quantile * 100.0
+        ));
+    }
 }
 
 /// Packs lines into datagrams of at most `packet_bytes_max` (a longer line goes alone).

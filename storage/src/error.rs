@@ -37,6 +37,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The log's sequence numbers or offsets would pass `u64::MAX` (only a damaged or crafted
+    /// checkpoint can bring a log there).
+    #[error("log positions exhausted at seq {}, offset {}", end.seq, end.offset)]
+    Exhausted {
+        /// The log's end.
+        end: crate::Position,
+    },
     /// A file was written by a newer format version; nothing was touched.
     #[error("{path}: unsupported format version {found}")]
     UnsupportedVersion {

@@ -283,10 +283,14 @@ impl<I: Io> Log<I> {
             return Err(Error::Closed);
         }
         let pos = st.end;
-        st.end = Position {
-            seq: pos.seq + 1,
-            offset: pos.offset + record_encoded_len(len),
+        let next = pos
+            .seq
+            .checked_add(1)
+            .zip(pos.offset.checked_add(record_encoded_len(len)));
+        let Some((seq, offset)) = next else {
+            return Err(Error::Exhausted { end: pos });
         };
+        st.end = Position { seq, offset };
         st.cache_bytes += data.len();
         st.cache.push_back(Record { pos, data });
         drop(st);

@@ -42,8 +42,11 @@ impl Record {
     pub fn next_pos(&self) -> Position {
         let len = u32::try_from(self.data.len()).unwrap_or(u32::MAX);
         Position {
-            seq: self.pos.seq + 1,
-            offset: self.pos.offset + crate::format::record_encoded_len(len),
+            seq: self.pos.seq.saturating_add(1),
+            offset: self
+                .pos
+                .offset
+                .saturating_add(crate::format::record_encoded_len(len)),
         }
     }
 }

@@ -109,6 +109,24 @@ fn locate(st: &State, from: Position, max_records: usize, max_bytes: usize) -> R
             // Nothing after the gap yet.
             return Ok(Source::Done(Vec::new()));
         }
+    } else if let Some(s) =
+        segment.filter(|s| from.seq == s.base.seq && from.offset != s.base.offset)
+    {
+        // The segment's offsets do not continue its predecessor's (a damaged directory, reported
+        // as a gap by recovery): a reader coming from the previous segment starts at this base.
+        start = s.base;
+    } else if let Some(s) = segment.filter(|s| from.offset == s.end.offset && from.seq < s.end.seq)
+    {
+        // A sealed segment is trusted by its size at open; its records end before the seq its
+        // successor's header claims: damaged, and reported as such (never guessed over).
+        return Err(Error::Corrupt {
+            segment: s.path.clone(),
+            offset: SEGMENT_HEADER_BYTES_U64 + (s.end.offset - s.base.offset),
+            reason: format!(
+                "segment ends at seq {} but the next segment starts at seq {}",
+                from.seq, s.end.seq
+            ),
+        });
     } else if segment.is_some_and(|s| from.offset < s.base.offset || from.offset >= s.end.offset) {
         return Err(bad);
     }

@@ -69,7 +69,8 @@ pub enum RecoveryAction {
         /// Why.
         reason: String,
     },
-    /// Records are missing between two segments (a segment file was deleted or cut).
+    /// Records are missing between two segments (a segment file was deleted or cut), or the
+    /// next segment's offsets do not continue the previous one's (`seq_from == seq_to`).
     Gap {
         /// First missing seq.
         seq_from: u64,
@@ -435,7 +436,9 @@ async fn plan_segments<I: Io>(
                 let start = (base, SEGMENT_HEADER_BYTES_U64);
                 let end = scan_and_plan(io, seg, start, Some(next.base_seq), record_size_max, plan)
                     .await?;
-                if end.seq < next.base_seq {
+                // Missing records, or records whose offsets do not continue (the next segment
+                // then starts a new run of offsets): either way a reader jumps to its base.
+                if end.seq < next.base_seq || end.offset != next.base_offset {
                     plan.act(RecoveryAction::Gap {
                         seq_from: end.seq,
                         seq_to: next.base_seq,
@@ -448,7 +451,7 @@ async fn plan_segments<I: Io>(
                 }
             }
             None => {
-                let start = tail_start(seg, base, checkpoint, plan);
+                let start = tail_start(seg, base, checkpoint, record_size_max, plan);
                 plan.report.used_checkpoint = start.1 > SEGMENT_HEADER_BYTES_U64;
                 let end = scan_and_plan(io, seg, start, None, record_size_max, plan).await?;
                 SegmentInfo {
@@ -475,10 +478,20 @@ fn sealed_size_matches(seg: &Found, next: &SegmentHeader) -> bool {
 
 /// Where to start scanning the last segment: at the checkpoint if it names this segment and
 /// lies inside the file, else at the first record.
+/// Whether `records` records can occupy exactly `bytes` bytes (each a header plus at most
+/// `record_size_max` bytes of data): a checkpoint that fails this is not trusted.
+fn records_fit(records: u64, bytes: u64, record_size_max: u32) -> bool {
+    let header = u64::try_from(crate::format::RECORD_HEADER_BYTES).unwrap_or(u64::MAX);
+    let least = records.saturating_mul(header);
+    let most = records.saturating_mul(header.saturating_add(u64::from(record_size_max)));
+    (least..=most).contains(&bytes)
+}
+
 fn tail_start(
     seg: &Found,
     base: Position,
     checkpoint: Option<Checkpoint>,
+    record_size_max: u32,
     plan: &mut Plan,
 ) -> (Position, u64) {
     let from_start = (base, SEGMENT_HEADER_BYTES_U64);
@@ -503,6 +516,20 @@ fn tail_start(
         .end_offset
         .checked_sub(base.offset)
         .and_then(|d| d.checked_add(SEGMENT_HEADER_BYTES_U64));
+    let consistent = records_fit(
+        cp.end_seq - base.seq.min(cp.end_seq),
+        cp.end_offset.saturating_sub(base.offset),
+        record_size_max,
+    );
+    if cp.end_seq >= base.seq && !consistent {
+        plan.act(RecoveryAction::CheckpointIgnored {
+            reason: format!(
+                "its end (seq {}, offset {}) cannot follow the segment base (seq {}, offset {})",
+                cp.end_seq, cp.end_offset, base.seq, base.offset
+            ),
+        });
+        return from_start;
+    }
     match file_pos {
         Some(p) if p <= seg.file_len && cp.end_seq >= base.seq => (
             Position {

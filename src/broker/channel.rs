@@ -18,33 +18,74 @@ use super::guid::now_ns;
 use super::message::StoredMessage;
 use super::store::Store;
 use crate::protocol::MessageId;
-use ringsq_storage::{Position, Record};
+use ringsq_storage::{Log, LogConfig, Position, Record, UringIo};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Records read from the store per dispatcher read.
 const PREFETCH_RECORDS_MAX: usize = 512;
+/// A message delivered this many times is parked (it may keep timing out for a long while).
+const PARK_ATTEMPTS_MIN: u16 = 3;
+/// A park log's segments: parked messages are few; small segments are reclaimed sooner.
+const PARK_SEGMENT_BYTES_MAX: u64 = 8 << 20;
+/// Parked messages stay in memory too, so the park log needs no big read cache.
+const PARK_CACHE_BYTES_MAX: usize = 1 << 20;
+
+/// Every key of an outstanding message whose record is in the topic's log.
+fn topic_keys() -> std::ops::RangeInclusive<Key> {
+    (Source::Topic, 0)..=(Source::Topic, u64::MAX)
+}
+
+/// Every key of a parked message.
+fn park_keys() -> std::ops::RangeInclusive<Key> {
+    (Source::Park, 0)..=(Source::Park, u64::MAX)
+}
 
 /// Limits a channel needs from the options.
 #[derive(Debug, Clone)]
 pub struct ChannelConfig {
+    /// The topic's log settings, which a park log follows (fsync policy).
+    pub park_log: LogConfig,
     pub mem_queue_size: u64,
     pub max_msg_timeout: Duration,
     pub max_channel_consumers: u64,
     pub e2e: super::e2e::E2eConfig,
 }
 
+/// Which log holds an outstanding message's record: the topic's, or the channel's park log
+/// (where a message that would pin the topic's log for long is copied, see [`Channel::park`]).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Topic,
+    Park,
+}
+
+/// An outstanding message's record: its log and sequence number there.
+type Key = (Source, u64);
+
 /// One delivery of a message by this channel.
 #[derive(Debug, Clone)]
 struct Delivery {
+    source: Source,
     pos: Position,
     msg: StoredMessage,
     attempts: u16,
+}
+
+impl Delivery {
+    fn key(&self) -> Key {
+        (self.source, self.pos.seq)
+    }
 }
 
 #[derive(Debug)]
@@ -55,9 +96,10 @@ struct InFlight {
     delivered_at: Instant,
 }
 
-/// An outstanding message as the snapshot needs it.
+/// An outstanding message as the snapshot (and parking) needs it.
 #[derive(Debug, Clone, Copy)]
 struct Outstanding {
+    id: MessageId,
     pos: Position,
     attempts: u16,
     /// Wall-clock ns when a deferred message is due; 0 when it is in flight or due now.
@@ -71,12 +113,12 @@ struct State {
     /// Read from the store, not yet handed out.
     prefetch: VecDeque<Record>,
     requeued: VecDeque<Delivery>,
-    deferred: HashMap<u64, (Delivery, Instant, u64)>,
-    deferred_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    deferred: HashMap<Key, (Delivery, Instant, u64)>,
+    deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
     in_flight: HashMap<MessageId, InFlight>,
     in_flight_deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
-    /// seq → every outstanding message (in flight, deferred or requeued).
-    outstanding: BTreeMap<u64, Outstanding>,
+    /// Every outstanding message (in flight, deferred or requeued), by where its record is.
+    outstanding: BTreeMap<Key, Outstanding>,
     consumers: Vec<Rc<Client>>,
     next_consumer: usize,
 }
@@ -122,6 +164,9 @@ pub struct SnapPos {
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SnapOutstanding {
+    /// The log holding the record (absent in files written before parking existed: topic).
+    #[serde(default)]
+    pub source: Source,
     pub seq: u64,
     pub offset: u64,
     pub attempts: u16,
@@ -146,6 +191,9 @@ pub struct Channel {
     pub e2e: super::e2e::E2eLatency,
     wake_dispatch: Notify,
     wake_timer: Notify,
+    /// Where this channel's park log lives (`None` for ephemeral channels), and the log once opened.
+    park_dir: Option<PathBuf>,
+    park: RefCell<Option<Log<UringIo>>>,
     /// Set when the state changed since the last snapshot.
     pub dirty: Cell<bool>,
     pub deleted: Cell<bool>,
@@ -159,9 +207,11 @@ impl Channel {
         topic_paused: Rc<Cell<bool>>,
         cfg: Rc<ChannelConfig>,
         start: Position,
+        park_dir: Option<PathBuf>,
     ) -> Rc<Self> {
         let ephemeral = crate::protocol::is_ephemeral(&name);
         let e2e = super::e2e::E2eLatency::new(&cfg.e2e);
+        let park_dir = park_dir.filter(|_| !ephemeral);
         Rc::new(Self {
             name,
             topic_name,
@@ -178,6 +228,8 @@ impl Channel {
             e2e,
             wake_dispatch: Notify::new(),
             wake_timer: Notify::new(),
+            park_dir,
+            park: RefCell::new(None),
             dirty: Cell::new(true),
             deleted: Cell::new(false),
         })
@@ -251,7 +303,7 @@ impl Channel {
         self.state
             .borrow_mut()
             .outstanding
-            .remove(&f.delivery.pos.seq);
+            .remove(&f.delivery.key());
         client.finish_count.set(client.finish_count.get() + 1);
         self.dirty.set(true);
         self.wake();
@@ -418,6 +470,7 @@ impl Channel {
             }
         };
         let delivery = Delivery {
+            source: Source::Topic,
             pos: record.pos,
             msg,
             attempts: 0,
@@ -460,20 +513,13 @@ impl Channel {
         };
         if sample_rate > 0 && rand::random::<u8>() % 100 > sample_rate {
             // nsqd drops a message a sampling client skips: it is finished for the channel.
-            st.outstanding.remove(&d.pos.seq);
+            st.outstanding.remove(&d.key());
             return;
         }
         d.attempts = d.attempts.saturating_add(1);
         let now = Instant::now();
         let deadline = now + msg_timeout;
-        st.outstanding.insert(
-            d.pos.seq,
-            Outstanding {
-                pos: d.pos,
-                attempts: d.attempts,
-                deliver_at_ns: 0,
-            },
-        );
+        st.mark(&d, 0);
         st.in_flight_deadlines.push(Reverse((deadline, d.msg.id)));
         let (id, ts, attempts, body) =
             (d.msg.id, d.msg.timestamp_ns, d.attempts, d.msg.body.clone());
@@ -534,13 +580,13 @@ impl Channel {
                 }
             }
         }
-        while let Some(Reverse((at, seq))) = st.deferred_deadlines.peek().copied() {
+        while let Some(Reverse((at, key))) = st.deferred_deadlines.peek().copied() {
             if at > now {
                 break;
             }
             st.deferred_deadlines.pop();
-            if st.deferred.get(&seq).is_some_and(|(_, due, _)| *due == at) {
-                if let Some((d, _, _)) = st.deferred.remove(&seq) {
+            if st.deferred.get(&key).is_some_and(|(_, due, _)| *due == at) {
+                if let Some((d, _, _)) = st.deferred.remove(&key) {
                     st.requeue_now(d);
                     released = true;
                 }
@@ -574,6 +620,84 @@ impl Channel {
         next
     }
 
+    // ----- parking -----------------------------------------------------------------------------
+
+    /// The channel's park log, opened on first use.
+    async fn park_log(&self) -> Option<Log<UringIo>> {
+        if let Some(log) = self.park.borrow().clone() {
+            return Some(log);
+        }
+        let dir = self.park_dir.clone()?;
+        let config = LogConfig {
+            segment_size_bytes_max: PARK_SEGMENT_BYTES_MAX,
+            cache_bytes_max: PARK_CACHE_BYTES_MAX,
+            ..self.cfg.park_log.clone()
+        };
+        match Log::open(UringIo, &dir, config).await {
+            Ok((log, report)) => {
+                tracing::info!(topic = %self.topic_name, channel = %self.name, "park log: {report}");
+                *self.park.borrow_mut() = Some(log.clone());
+                Some(log)
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic_name, channel = %self.name, "opening the park log: {e}");
+                None
+            }
+        }
+    }
+
+    /// Copies every message that would hold the topic's log back for long — deferred beyond
+    /// `horizon` from now, or delivered [`PARK_ATTEMPTS_MIN`] times or more — into the channel's
+    /// park log, fsyncs it, and from then on refers to the copy: the topic's segments can be
+    /// reclaimed while the message waits. Then lets the park log drop what nobody needs.
+    pub async fn park(&self, horizon: Duration) -> Result<(), ringsq_storage::Error> {
+        if self.park_dir.is_none() {
+            return Ok(());
+        }
+        let beyond_ns =
+            now_ns().saturating_add(u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX));
+        let picked = self.state.borrow().to_park(beyond_ns);
+        let log = if picked.is_empty() {
+            self.park.borrow().clone()
+        } else {
+            self.park_log().await
+        };
+        let Some(log) = log else {
+            return Ok(());
+        };
+        let mut moved = Vec::with_capacity(picked.len());
+        for (key, msg) in picked {
+            moved.push((key, log.append(msg.encode())?));
+        }
+        if !moved.is_empty() {
+            log.sync().await?;
+            let mut st = self.state.borrow_mut();
+            for (old, pos) in moved {
+                st.repoint(old, Source::Park, pos);
+            }
+            drop(st);
+            self.dirty.set(true);
+        }
+        let floor = self
+            .state
+            .borrow()
+            .outstanding
+            .range(park_keys())
+            .next()
+            .map(|(k, _)| k.1);
+        log.retain_from(floor.unwrap_or(log.end().seq));
+        Ok(())
+    }
+
+    /// The park log, for the owner to close or destroy with the channel.
+    pub fn take_park_log(&self) -> Option<Log<UringIo>> {
+        self.park.borrow_mut().take()
+    }
+
+    pub fn park_dir(&self) -> Option<&std::path::Path> {
+        self.park_dir.as_deref()
+    }
+
     // ----- empty, depth, low-water mark, persistence ------------------------------------------
 
     /// Drops everything queued for this channel (HTTP `/channel/empty`): the cursor jumps to the
@@ -583,10 +707,10 @@ impl Channel {
         let mut st = self.state.borrow_mut();
         st.prefetch.clear();
         st.read_pos = end;
-        let mut drop_seqs: Vec<u64> = st.requeued.drain(..).map(|d| d.pos.seq).collect();
-        drop_seqs.extend(st.deferred.drain().map(|(seq, _)| seq));
-        for seq in drop_seqs {
-            st.outstanding.remove(&seq);
+        let mut dropped: Vec<Key> = st.requeued.drain(..).map(|d| d.key()).collect();
+        dropped.extend(st.deferred.drain().map(|(key, _)| key));
+        for key in dropped {
+            st.outstanding.remove(&key);
         }
         st.deferred_deadlines.clear();
         drop(st);
@@ -609,11 +733,12 @@ impl Channel {
         self.state.borrow().deferred.len()
     }
 
-    /// The oldest record this channel still needs.
+    /// The oldest record of the topic's log this channel still needs (parked messages do not
+    /// count: their records are in the channel's park log).
     pub fn low_water_mark(&self) -> Position {
         let st = self.state.borrow();
         let cursor = st.prefetch.front().map_or(st.read_pos, |r| r.pos);
-        match st.outstanding.first_key_value() {
+        match st.outstanding.range(topic_keys()).next() {
             Some((_, o)) if o.pos.seq < cursor.seq => o.pos,
             _ => cursor,
         }
@@ -629,10 +754,14 @@ impl Channel {
         } else {
             read_cursor
         };
+        // Topic records at or past the cursor are read again from it; parked records are synced
+        // before any snapshot mentions them (see `park`).
         let outstanding = st
             .outstanding
-            .range(..cursor.seq)
-            .map(|(&seq, o)| SnapOutstanding {
+            .iter()
+            .filter(|((source, seq), _)| *source == Source::Park || *seq < cursor.seq)
+            .map(|(&(source, seq), o)| SnapOutstanding {
+                source,
                 seq,
                 offset: o.pos.offset,
                 attempts: o.attempts,
@@ -664,15 +793,23 @@ impl Channel {
             cursor
         };
         let now = now_ns();
+        let park = if snap.outstanding.iter().any(|o| o.source == Source::Park) {
+            self.park_log().await
+        } else {
+            None
+        };
         for o in &snap.outstanding {
             let pos = Position {
                 seq: o.seq,
                 offset: o.offset,
             };
-            if pos.seq < first.seq {
-                continue;
-            }
-            let record = match self.store.read(pos, 1).await {
+            let read = match (o.source, &park) {
+                (Source::Topic, _) if pos.seq < first.seq => continue,
+                (Source::Topic, _) => self.store.read(pos, 1).await,
+                (Source::Park, Some(log)) => log.read(pos, 1, 1).await,
+                (Source::Park, None) => continue,
+            };
+            let record = match read {
                 Ok(mut v) if !v.is_empty() && v[0].pos.seq == pos.seq => v.swap_remove(0),
                 Ok(_) => continue,
                 Err(e) => {
@@ -685,6 +822,7 @@ impl Channel {
                 continue;
             };
             let d = Delivery {
+                source: o.source,
                 pos,
                 msg,
                 attempts: o.attempts,
@@ -703,13 +841,69 @@ impl Channel {
 }
 
 impl State {
+    /// Topic-log messages to park (see [`Channel::park`]), with the deadline they keep.
+    fn to_park(&self, beyond_ns: u64) -> Vec<(Key, StoredMessage)> {
+        self.outstanding
+            .range(topic_keys())
+            .filter(|(_, o)| o.deliver_at_ns > beyond_ns || o.attempts >= PARK_ATTEMPTS_MIN)
+            .filter_map(|(key, o)| {
+                let msg = self.message(*key, &o.id)?;
+                Some((
+                    *key,
+                    StoredMessage {
+                        deliver_at_ns: o.deliver_at_ns,
+                        ..msg.clone()
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// The message of an outstanding key, wherever it waits.
+    fn message(&self, key: Key, id: &MessageId) -> Option<&StoredMessage> {
+        if let Some((d, _, _)) = self.deferred.get(&key) {
+            return Some(&d.msg);
+        }
+        if let Some(f) = self.in_flight.get(id).filter(|f| f.delivery.key() == key) {
+            return Some(&f.delivery.msg);
+        }
+        self.requeued
+            .iter()
+            .find(|d| d.key() == key)
+            .map(|d| &d.msg)
+    }
+
+    /// An outstanding message's record now lives at `pos` in `source`'s log (a message finished
+    /// meanwhile is left alone: its copy is garbage the park log reclaims).
+    fn repoint(&mut self, old: Key, source: Source, pos: Position) {
+        let Some(o) = self.outstanding.remove(&old) else {
+            return;
+        };
+        let key = (source, pos.seq);
+        self.outstanding.insert(key, Outstanding { pos, ..o });
+        if let Some((mut d, due, due_ns)) = self.deferred.remove(&old) {
+            (d.source, d.pos) = (source, pos);
+            self.deferred_deadlines.push(Reverse((due, key)));
+            self.deferred.insert(key, (d, due, due_ns));
+        } else if let Some(f) = self
+            .in_flight
+            .get_mut(&o.id)
+            .filter(|f| f.delivery.key() == old)
+        {
+            (f.delivery.source, f.delivery.pos) = (source, pos);
+        } else if let Some(d) = self.requeued.iter_mut().find(|d| d.key() == old) {
+            (d.source, d.pos) = (source, pos);
+        }
+    }
+
     fn mark(&mut self, d: &Delivery, deliver_at_ns: u64) {
         let o = Outstanding {
+            id: d.msg.id,
             pos: d.pos,
             attempts: d.attempts,
             deliver_at_ns,
         };
-        self.outstanding.insert(d.pos.seq, o);
+        self.outstanding.insert(d.key(), o);
     }
 
     fn requeue_now(&mut self, d: Delivery) {
@@ -724,9 +918,9 @@ impl State {
     }
 
     fn defer(&mut self, d: Delivery, due: Instant, due_ns: u64) {
-        let seq = d.pos.seq;
+        let key = d.key();
         self.mark(&d, due_ns);
-        self.deferred_deadlines.push(Reverse((due, seq)));
-        self.deferred.insert(seq, (d, due, due_ns));
+        self.deferred_deadlines.push(Reverse((due, key)));
+        self.deferred.insert(key, (d, due, due_ns));
     }
 }

@@ -4,6 +4,7 @@
 //! <data-path>/nsqd.dat                               Go nsqd's metadata (topics, channels, paused)
 //! <data-path>/ringsq/topics/<topic>.topic/log/        the topic's log (ringsq-storage segments)
 //! <data-path>/ringsq/topics/<topic>.topic/<channel>.channel   a channel's cursor + outstanding list
+//! <data-path>/ringsq/topics/<topic>.topic/<channel>.park/     a channel's park log (long waits)
 //! ```
 //! Names are nsqd's (`[.a-zA-Z0-9_-]`, 1..64 chars), so `.` and `..` are valid topic names: the
 //! `.topic` / `.channel` suffixes keep every name a plain file name.
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 const TOPIC_DIR_SUFFIX: &str = ".topic";
 const CHANNEL_FILE_SUFFIX: &str = ".channel";
+const PARK_DIR_SUFFIX: &str = ".park";
 
 pub fn topics_dir(data: &Path) -> PathBuf {
     data.join("ringsq").join("topics")
@@ -27,6 +29,11 @@ pub fn topic_log_dir(data: &Path, topic: &str) -> PathBuf {
 
 pub fn channel_file(data: &Path, topic: &str, channel: &str) -> PathBuf {
     topic_dir(data, topic).join(format!("{channel}{CHANNEL_FILE_SUFFIX}"))
+}
+
+/// A channel's park log (messages that wait long, copied out of the topic's log).
+pub fn channel_park_dir(data: &Path, topic: &str, channel: &str) -> PathBuf {
+    topic_dir(data, topic).join(format!("{channel}{PARK_DIR_SUFFIX}"))
 }
 
 pub fn metadata_file(data: &Path) -> PathBuf {

@@ -51,6 +51,7 @@ impl Topic {
         let ephemeral = crate::protocol::is_ephemeral(&name);
         let store = Rc::new(store);
         let channel_cfg = Rc::new(ChannelConfig {
+            park_log: cfg.log.clone(),
             mem_queue_size: cfg.mem_queue_size,
             max_msg_timeout: cfg.max_msg_timeout,
             max_channel_consumers: cfg.max_channel_consumers,
@@ -189,6 +190,10 @@ impl Topic {
             Rc::clone(&self.paused),
             Rc::clone(&self.channel_cfg),
             start,
+            self.cfg
+                .data_path
+                .as_ref()
+                .map(|data| paths::channel_park_dir(data, &self.name, name)),
         )
     }
 
@@ -220,6 +225,23 @@ impl Topic {
         }
         if self.channels.borrow().is_empty() {
             self.backlog_start.set(self.store.end());
+        }
+        match (channel.take_park_log(), channel.park_dir()) {
+            (Some(log), _) => {
+                tokio::task::spawn_local(async move {
+                    if let Err(e) = log.destroy().await {
+                        tracing::error!("removing a park log: {e}");
+                    }
+                });
+            }
+            (None, Some(dir)) => {
+                if let Err(e) = std::fs::remove_dir_all(dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::error!("removing {}: {e}", dir.display());
+                    }
+                }
+            }
+            (None, None) => {}
         }
         if let (false, Some(data)) = (channel.ephemeral, &self.cfg.data_path) {
             let path = paths::channel_file(data, &self.name, name);
@@ -268,6 +290,10 @@ impl Topic {
     /// Persists every changed channel, then lets the log drop what no channel needs any more.
     pub async fn checkpoint(&self) {
         for channel in self.channels() {
+            // Whatever would wait past the next sync point moves out of the topic's log first.
+            if let Err(e) = channel.park(self.cfg.sync_timeout).await {
+                tracing::error!(topic = %self.name, channel = %channel.name, "parking messages: {e}");
+            }
             if channel.dirty.get() && !channel.deleted.get() {
                 if let Err(e) = self.persist_channel(&channel).await {
                     tracing::error!(topic = %self.name, channel = %channel.name, "saving channel state: {e}");
@@ -336,6 +362,11 @@ impl Topic {
         self.checkpoint().await;
         for c in self.channels() {
             c.stop();
+            if let Some(log) = c.take_park_log() {
+                if let Err(e) = log.close().await {
+                    tracing::error!(topic = %self.name, channel = %c.name, "closing park log: {e}");
+                }
+            }
         }
         if let Some(log) = self.store.log() {
             if let Err(e) = log.close().await {

@@ -29,6 +29,16 @@ use std::time::Duration;
 use store::{MemQueue, Store};
 use topic::Topic;
 
+/// The names of our files in a directory listing (`name_of` strips our suffix), sorted.
+fn names_in(entries: std::fs::ReadDir, name_of: fn(&str) -> Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(name_of).map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
 /// What the broker needs from the options, resolved once.
 #[derive(Debug)]
 pub struct BrokerConfig {
@@ -47,6 +57,11 @@ pub struct BrokerConfig {
     pub e2e: e2e::E2eConfig,
 }
 
+/// Recent records each topic keeps in memory for consumers at the tail. Per topic, so it bounds
+/// memory the way nsqd's `--mem-queue-size` does (by count there): 16 MiB is ~120k messages of
+/// 100 bytes, plenty for a consumer that keeps up; one that falls further behind reads the disk.
+const TOPIC_CACHE_BYTES_MAX: usize = 16 << 20;
+
 impl BrokerConfig {
     pub fn from_options(o: &Options) -> Self {
         let record_size_max = o
@@ -60,7 +75,7 @@ impl BrokerConfig {
                 sync_every_records: o.sync_every,
                 sync_timeout: o.sync_timeout,
                 record_size_max: u32::try_from(record_size_max).unwrap_or(u32::MAX),
-                ..LogConfig::default()
+                cache_bytes_max: TOPIC_CACHE_BYTES_MAX,
             },
             mem_queue_size: o.mem_queue_size,
             ack_after_sync: o.ack_after_sync,
@@ -154,17 +169,7 @@ impl Broker {
                 })
             }
         };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(paths::topic_name_of)
-                    .map(str::to_owned)
-            })
-            .collect();
-        names.sort();
-        for name in names {
+        for name in names_in(entries, paths::topic_name_of) {
             if !crate::protocol::is_valid_topic_name(name.as_bytes())
                 || crate::protocol::is_ephemeral(&name)
             {
@@ -189,17 +194,7 @@ impl Broker {
             path: dir,
             source,
         })?;
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(paths::channel_name_of)
-                    .map(str::to_owned)
-            })
-            .collect();
-        names.sort();
-        for name in names {
+        for name in names_in(entries, paths::channel_name_of) {
             let path = paths::channel_file(data, &topic.name, &name);
             let snap = match ringsq_storage::read_small_file(&self.cfg.io, &path).await? {
                 Some(bytes) => serde_json::from_slice::<ChannelSnapshot>(&bytes).ok(),

@@ -72,18 +72,6 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// `?topic=` present and valid, for `/topic/create` and `/topic/empty`.
-fn valid_topic_param(req: &Req) -> Result<String, ApiError> {
-    let q = req.params()?;
-    let topic = q
-        .get("topic")
-        .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
-    if !is_valid_topic_name(topic.as_bytes()) {
-        return Err(ApiError::bad_request("INVALID_TOPIC"));
-    }
-    Ok(topic.to_owned())
-}
-
 /// `?topic=` present (not validated: nsqd only looks it up), for delete and (un)pause.
 fn topic_param(req: &Req) -> Result<String, ApiError> {
     let q = req.params()?;
@@ -110,7 +98,7 @@ async fn persist(broker: &Broker) {
 }
 
 pub async fn topic_create(broker: &Broker, req: &Req) -> ApiResult {
-    let name = valid_topic_param(req)?;
+    let name = super::publish::topic_name(req)?;
     broker.topic(&name).await.map_err(|e| internal(&e))?;
     Ok(response::empty())
 }
@@ -124,7 +112,7 @@ pub async fn topic_delete(broker: &Broker, req: &Req) -> ApiResult {
 }
 
 pub fn topic_empty(broker: &Broker, req: &Req) -> ApiResult {
-    let name = valid_topic_param(req)?;
+    let name = super::publish::topic_name(req)?;
     existing_topic(broker, &name)?.empty();
     Ok(response::empty())
 }

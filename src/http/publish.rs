@@ -22,8 +22,9 @@ fn exiting(e: &dyn std::fmt::Display) -> ApiError {
     ApiError::new(503, "EXITING")
 }
 
-/// nsqd's `getTopicFromQuery` (without creating the topic yet).
-fn topic_name(req: &Req) -> Result<String, ApiError> {
+/// nsqd's `getTopicFromQuery` (without creating the topic yet); also `/topic/create` and
+/// `/topic/empty`'s check.
+pub(super) fn topic_name(req: &Req) -> Result<String, ApiError> {
     let q = req.params()?;
     let topic = q
         .get("topic")

@@ -1,10 +1,11 @@
-//! Real NSQ client libraries against the `ringsq` binary: pynsq (Python) and nsqjs (Node).
+//! Real NSQ client libraries against the `ringsq` binary: pynsq (Python) and nsqjs (Node) over
+//! TCP, gnsq's `NsqdHTTPClient` (Python, gevent) over the HTTP API.
 //!
-//! Each test starts a broker, runs the client's round-trip script from `tests/clients/` with the
-//! broker's TCP address, prints the script's output, and asserts exit status 0 (the script exits
-//! 0 only if every published message was acknowledged and consumed). Missing client
-//! dependencies are a failure with instructions, never a silent skip: run
-//! `.ci/install-clients.sh` (called by `.ci/run`).
+//! Each test starts a broker, runs the client's script from `tests/clients/` with the broker's
+//! address, prints the script's output, and asserts exit status 0 (a round-trip script exits 0
+//! only if every published message was acknowledged and consumed; the gnsq script only if every
+//! HTTP call and `/stats` check passed). Missing client dependencies are a failure with
+//! instructions, never a silent skip: run `.ci/install-clients.sh` (called by `.ci/run`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -59,7 +60,7 @@ fn run_client(broker: &Broker, name: &str, program: &str, args: &[String]) {
     match status {
         Some(s) if s.success() => {}
         other => panic!(
-            "{name} round trip failed ({other:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
+            "{name} client script failed ({other:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n\
              --- ringsq output ---\n{}",
             broker.logs()
         ),
@@ -97,6 +98,33 @@ fn pynsq_writer_and_reader_round_trip() {
     let mut args = vec![script.display().to_string()];
     args.extend(script_args(&broker, "pynsq_roundtrip"));
     run_client(&broker, "pynsq", "python3", &args);
+}
+
+#[test]
+fn gnsq_http_client_publish_admin_and_stats() {
+    let have_gnsq = Command::new("python3")
+        .args(["-c", "import gnsq, gevent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        have_gnsq,
+        "python3 with gnsq + gevent (tests/clients/requirements.txt)",
+    );
+
+    let broker = Broker::start(&[]);
+    let script = clients_dir().join("gnsq_http.py");
+    let args = vec![
+        script.display().to_string(),
+        "--http".into(),
+        broker.http_addr().to_string(),
+        "--topic".into(),
+        "gnsq_http".into(),
+        "--timeout".into(),
+        SCRIPT_TIMEOUT_SECS.to_string(),
+    ];
+    run_client(&broker, "gnsq", "python3", &args);
 }
 
 #[test]

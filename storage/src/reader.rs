@@ -112,8 +112,9 @@ fn locate(st: &State, from: Position, max_records: usize, max_bytes: usize) -> R
     } else if let Some(s) =
         segment.filter(|s| from.seq == s.base.seq && from.offset != s.base.offset)
     {
-        // The segment's offsets do not continue its predecessor's (a damaged directory, reported
-        // as a gap by recovery): a reader coming from the previous segment starts at this base.
+        // The segment's offsets do not continue its predecessor's (a damaged directory: recovery
+        // reports it when it scans the predecessor). Seqs are the records' identity: a reader
+        // coming from the predecessor starts at this base; no record is skipped or invented.
         start = s.base;
     } else if let Some(s) = segment.filter(|s| from.offset == s.end.offset && from.seq < s.end.seq)
     {

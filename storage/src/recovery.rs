@@ -451,7 +451,19 @@ async fn plan_segments<I: Io>(
                 }
             }
             None => {
-                let start = tail_start(seg, base, checkpoint, record_size_max, plan);
+                let mut start = tail_start(seg, base, checkpoint, record_size_max, plan);
+                if start.1 > SEGMENT_HEADER_BYTES_U64
+                    && !record_ends_at(io, seg, start, record_size_max).await?
+                {
+                    plan.act(RecoveryAction::CheckpointIgnored {
+                        reason: format!(
+                            "no record with seq {} ends at its end (offset {}); scanning the last segment whole",
+                            start.0.seq.saturating_sub(1),
+                            start.0.offset
+                        ),
+                    });
+                    start = (base, SEGMENT_HEADER_BYTES_U64);
+                }
                 plan.report.used_checkpoint = start.1 > SEGMENT_HEADER_BYTES_U64;
                 let end = scan_and_plan(io, seg, start, None, record_size_max, plan).await?;
                 SegmentInfo {
@@ -478,6 +490,48 @@ fn sealed_size_matches(seg: &Found, next: &SegmentHeader) -> bool {
 
 /// Where to start scanning the last segment: at the checkpoint if it names this segment and
 /// lies inside the file, else at the first record.
+/// Whether the checkpoint's end is a real record boundary: the record with seq `end.seq - 1`
+/// must end exactly at file position `file_pos` (found by its length field, then verified by
+/// CRC and seq). One read of at most a record's size, so open time stays independent of the
+/// backlog; a checkpoint that fails this (only a damaged or crafted file can) is not trusted.
+async fn record_ends_at<I: Io>(
+    io: &I,
+    seg: &Found,
+    (end, file_pos): (Position, u64),
+    record_size_max: u32,
+) -> Result<bool> {
+    let header = u64::try_from(crate::format::RECORD_HEADER_BYTES).unwrap_or(u64::MAX);
+    let window = (file_pos - SEGMENT_HEADER_BYTES_U64).min(header + u64::from(record_size_max));
+    let from = file_pos - window;
+    let file = io
+        .open(&seg.path, OpenMode::Read)
+        .await
+        .map_err(|e| Error::io("open", &seg.path, e))?;
+    let len = usize::try_from(window).unwrap_or(usize::MAX);
+    let bytes = crate::io::read_exact_or_eof(&file, from, len)
+        .await
+        .map_err(|e| Error::io("read", &seg.path, e))?;
+    let want_seq = end.seq.wrapping_sub(1);
+    let found = (0..bytes.len()).rev().any(|i| {
+        let rest = &bytes[i..];
+        // The length field must say "I end exactly here" before any CRC is computed.
+        let len_field = rest
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes);
+        let ends_here = len_field
+            .and_then(|len| usize::try_from(len).ok())
+            .is_some_and(|len| crate::format::RECORD_HEADER_BYTES + len == rest.len());
+        ends_here
+            && matches!(
+                crate::format::decode_record(rest, record_size_max),
+                Ok(Some((h, data))) if h.seq == want_seq
+                    && crate::format::RECORD_HEADER_BYTES + data.len() == rest.len()
+            )
+    });
+    Ok(found)
+}
+
 /// Whether `records` records can occupy exactly `bytes` bytes (each a header plus at most
 /// `record_size_max` bytes of data): a checkpoint that fails this is not trusted.
 fn records_fit(records: u64, bytes: u64, record_size_max: u32) -> bool {

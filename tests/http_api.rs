@@ -828,3 +828,68 @@ fn statsd_sends_topic_and_channel_figures() {
         }
     }
 }
+
+/// The topic's and channel's entries in `/stats?format=json`.
+fn topic_stats(b: &Broker, topic: &str) -> (Value, Value) {
+    let stats = get(b, &format!("/stats?format=json&topic={topic}")).json();
+    let t = stats["topics"][0].clone();
+    let c = t["channels"][0].clone();
+    (t, c)
+}
+
+#[test]
+fn channel_message_count_counts_messages_reaching_the_channel() {
+    let b = Broker::start(&[]);
+    assert_eq!(post(&b, "/topic/create?topic=mc", b"").status, 200);
+    assert_eq!(
+        post(&b, "/channel/create?topic=mc&channel=c", b"").status,
+        200
+    );
+    for _ in 0..5 {
+        assert_eq!(post(&b, "/pub?topic=mc", b"m").status, 200);
+    }
+    let (t, c) = topic_stats(&b, "mc");
+    assert_eq!(t["message_count"], 5);
+    // nsqd counts a message for a channel when it reaches it, not when it is delivered.
+    assert_eq!(c["message_count"], 5, "{c}");
+    assert_eq!(c["depth"], 5, "{c}");
+}
+
+#[test]
+fn a_paused_topic_holds_new_messages_at_the_topic() {
+    let b = Broker::start(&[]);
+    assert_eq!(post(&b, "/topic/create?topic=pz", b"").status, 200);
+    assert_eq!(
+        post(&b, "/channel/create?topic=pz&channel=c", b"").status,
+        200
+    );
+    for _ in 0..2 {
+        assert_eq!(post(&b, "/pub?topic=pz", b"before").status, 200);
+    }
+    assert_eq!(post(&b, "/topic/pause?topic=pz", b"").status, 200);
+    for _ in 0..3 {
+        assert_eq!(post(&b, "/pub?topic=pz", b"after").status, 200);
+    }
+    let (t, c) = topic_stats(&b, "pz");
+    assert_eq!(
+        (t["depth"].clone(), c["depth"].clone()),
+        (3.into(), 2.into()),
+        "{t}"
+    );
+
+    // The channel still delivers what reached it before the pause, and nothing after.
+    let mut sub = RawConn::subscriber(b.tcp_addr(), "pz", "c");
+    sub.rdy(10);
+    for _ in 0..2 {
+        let m = sub.read_msg();
+        assert_eq!(m.body, b"before");
+        sub.fin(&m.id);
+    }
+    sub.expect_no_frame(Duration::from_millis(500));
+    assert_eq!(post(&b, "/topic/unpause?topic=pz", b"").status, 200);
+    for _ in 0..3 {
+        let m = sub.read_msg();
+        assert_eq!(m.body, b"after");
+        sub.fin(&m.id);
+    }
+}

@@ -183,6 +183,7 @@ pub struct Channel {
     pub ephemeral: bool,
     store: Rc<Store>,
     topic_paused: Rc<Cell<bool>>,
+    topic_pause_at: Rc<Cell<u64>>,
     pub paused: Cell<bool>,
     cfg: Rc<ChannelConfig>,
     state: RefCell<State>,
@@ -199,16 +200,30 @@ pub struct Channel {
     pub deleted: Cell<bool>,
 }
 
+/// What a channel shares with its topic.
+#[derive(Debug)]
+pub struct TopicLink {
+    pub name: String,
+    pub store: Rc<Store>,
+    pub paused: Rc<Cell<bool>>,
+    /// The topic's log end when it was paused.
+    pub pause_at: Rc<Cell<u64>>,
+}
+
 impl Channel {
     pub fn new(
         name: String,
-        topic_name: String,
-        store: Rc<Store>,
-        topic_paused: Rc<Cell<bool>>,
+        topic: TopicLink,
         cfg: Rc<ChannelConfig>,
         start: Position,
         park_dir: Option<PathBuf>,
     ) -> Rc<Self> {
+        let TopicLink {
+            name: topic_name,
+            store,
+            paused: topic_paused,
+            pause_at: topic_pause_at,
+        } = topic;
         let ephemeral = crate::protocol::is_ephemeral(&name);
         let e2e = super::e2e::E2eLatency::new(&cfg.e2e);
         let park_dir = park_dir.filter(|_| !ephemeral);
@@ -218,6 +233,7 @@ impl Channel {
             ephemeral,
             store,
             topic_paused,
+            topic_pause_at,
             paused: Cell::new(false),
             cfg,
             state: RefCell::new(State {
@@ -408,9 +424,6 @@ impl Channel {
                 self.deliver(d);
                 continue;
             }
-            if self.topic_paused.get() {
-                return Ok(false);
-            }
             let next = self.state.borrow_mut().prefetch.pop_front();
             let Some(record) = next else {
                 if self.fill_prefetch().await? {
@@ -440,10 +453,13 @@ impl Channel {
             // Only an ephemeral topic's memory queue drops records from under a cursor.
             from = first;
         }
-        if from.seq >= end.seq {
+        let limit = self.readable_end_seq(end.seq);
+        if from.seq >= limit {
             return Ok(false);
         }
-        let records = self.store.read(from, PREFETCH_RECORDS_MAX).await?;
+        let max = usize::try_from(limit - from.seq)
+            .map_or(PREFETCH_RECORDS_MAX, |n| n.min(PREFETCH_RECORDS_MAX));
+        let records = self.store.read(from, max).await?;
         let Some(last) = records.last() else {
             return Ok(false);
         };
@@ -484,6 +500,15 @@ impl Channel {
             return;
         }
         self.deliver(delivery);
+    }
+
+    /// How far this channel may read: the topic's end, or where it was paused.
+    fn readable_end_seq(&self, end_seq: u64) -> u64 {
+        if self.topic_paused.get() {
+            end_seq.min(self.topic_pause_at.get())
+        } else {
+            end_seq
+        }
     }
 
     fn any_consumer_ready(&self) -> bool {
@@ -533,9 +558,6 @@ impl Channel {
             },
         );
         drop(st);
-        self.counters
-            .message_count
-            .set(self.counters.message_count.get() + 1);
         client.in_flight.set(client.in_flight.get() + 1);
         client.message_count.set(client.message_count.get() + 1);
         client.send_message(ts, attempts, &id, &body);
@@ -720,8 +742,10 @@ impl Channel {
     /// Messages waiting for this channel: unread in the store, plus requeued.
     pub fn depth(&self) -> u64 {
         let st = self.state.borrow();
-        let unread =
-            self.store.end().seq.saturating_sub(st.read_pos.seq) + st.prefetch.len() as u64;
+        let unread = self
+            .readable_end_seq(self.store.end().seq)
+            .saturating_sub(st.read_pos.seq)
+            + st.prefetch.len() as u64;
         unread + st.requeued.len() as u64
     }
 

@@ -1,7 +1,7 @@
 //! A topic: one store (its log, written once per message), its channels (cursors over it), and
 //! the publish path with the ack policy that decides how long an `OK` waits for the disk.
 
-use super::channel::{Channel, ChannelConfig, ChannelSnapshot};
+use super::channel::{Channel, ChannelConfig, ChannelSnapshot, TopicLink};
 use super::guid::{now_ns, GuidFactory};
 use super::message::StoredMessage;
 use super::paths;
@@ -34,6 +34,8 @@ pub struct Topic {
     store: Rc<Store>,
     channels: RefCell<BTreeMap<String, Rc<Channel>>>,
     pub paused: Rc<Cell<bool>>,
+    /// The log's end when the topic was paused: channels read no further while paused.
+    pause_at: Rc<Cell<u64>>,
     guid: RefCell<GuidFactory>,
     pub message_count: Cell<u64>,
     pub message_bytes: Cell<u64>,
@@ -64,6 +66,7 @@ impl Topic {
             store,
             channels: RefCell::new(BTreeMap::new()),
             paused: Rc::new(Cell::new(false)),
+            pause_at: Rc::new(Cell::new(0)),
             guid: RefCell::new(GuidFactory::new(cfg.node_id)),
             message_count: Cell::new(0),
             message_bytes: Cell::new(0),
@@ -96,6 +99,7 @@ impl Topic {
         });
         let timestamp_ns = i64::try_from(now).unwrap_or(i64::MAX);
         let mut last = None;
+        let mut stored = 0u64;
         for body in bodies {
             let id = self.guid.borrow_mut().next_id();
             let msg = StoredMessage {
@@ -104,12 +108,22 @@ impl Topic {
                 deliver_at_ns,
                 body: body.clone(),
             };
-            last = Some(self.store.append(msg.encode())?);
+            let appended = self.store.append(msg.encode())?;
+            if !matches!(appended, Appended::Dropped) {
+                stored += 1;
+            }
+            last = Some(appended);
             self.message_count.set(self.message_count.get() + 1);
             self.message_bytes
                 .set(self.message_bytes.get() + body.len() as u64);
         }
-        self.wake_channels();
+        for c in self.channels.borrow().values() {
+            // nsqd counts a message for a channel when it reaches it, not when it is delivered.
+            c.counters
+                .message_count
+                .set(c.counters.message_count.get() + stored);
+            c.wake();
+        }
         Ok(match (last, self.store.log()) {
             (Some(Appended::Log(pos)), Some(log)) => self.ack_policy(log, pos.seq + 1),
             _ => Ack::Now,
@@ -170,6 +184,9 @@ impl Topic {
             self.store.end()
         };
         let channel = self.new_channel(name, start);
+        // The backlog a first channel takes reaches it now (nsqd's topic pump puts it there).
+        let backlog = self.store.end().seq.saturating_sub(start.seq);
+        channel.counters.message_count.set(backlog);
         self.persist_channel(&channel).await?;
         self.insert_channel(&channel);
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
@@ -183,11 +200,15 @@ impl Topic {
     }
 
     fn new_channel(&self, name: &str, start: Position) -> Rc<Channel> {
+        let link = TopicLink {
+            name: self.name.clone(),
+            store: Rc::clone(&self.store),
+            paused: Rc::clone(&self.paused),
+            pause_at: Rc::clone(&self.pause_at),
+        };
         Channel::new(
             name.to_owned(),
-            self.name.clone(),
-            Rc::clone(&self.store),
-            Rc::clone(&self.paused),
+            link,
             Rc::clone(&self.channel_cfg),
             start,
             self.cfg
@@ -324,26 +345,34 @@ impl Topic {
     /// Removes every message from the topic: channels jump to the tail (HTTP `/topic/empty`).
     pub fn empty(&self) {
         self.backlog_start.set(self.store.end());
+        // What a paused topic was holding back is gone too.
+        self.pause_at.set(self.store.end().seq);
         for c in self.channels() {
             c.empty();
         }
         self.retain();
     }
 
+    /// Pausing a topic holds back, at the topic, every message published from now on (nsqd's
+    /// paused topic pump); channels still deliver what reached them before.
     pub fn pause(&self, paused: bool) {
+        if paused && !self.paused.get() {
+            self.pause_at.set(self.store.end().seq);
+        }
         self.paused.set(paused);
         if !paused {
             self.wake_channels();
         }
     }
 
-    /// Messages waiting at the topic level: those no channel has taken yet (nsqd's topic depth).
+    /// Messages waiting at the topic level (nsqd's topic depth): with no channel, the backlog the
+    /// first channel will get; while paused, what was published since the pause.
     pub fn depth(&self) -> u64 {
+        let end = self.store.end().seq;
         if self.channels.borrow().is_empty() {
-            self.store
-                .end()
-                .seq
-                .saturating_sub(self.backlog_start.get().seq)
+            end.saturating_sub(self.backlog_start.get().seq)
+        } else if self.paused.get() {
+            end.saturating_sub(self.pause_at.get())
         } else {
             0
         }

@@ -98,9 +98,17 @@ pub fn lock_data_path(path: &Path) -> Result<File, ServerError> {
 
 /// Runs the broker until `shutdown` resolves, then stops it cleanly.
 pub async fn run(
-    options: Options,
+    mut options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    if options.data_path.as_os_str().is_empty() {
+        // nsqd: no --data-path means the current directory.
+        options.data_path = std::env::current_dir().map_err(|source| ServerError::Io {
+            op: "getcwd",
+            path: PathBuf::new(),
+            source,
+        })?;
+    }
     let _lock = lock_data_path(&options.data_path)?;
     let tcp_addr = resolve("--tcp-address", &options.tcp_address)?;
     let broker = Broker::open(options).await?;

@@ -249,3 +249,33 @@ fn sigterm_under_publish_load_exits_cleanly_and_keeps_acknowledged_messages() {
         b.starts_with(b"p")
     });
 }
+
+/// Without `--data-path`, nsqd keeps its data in the current directory; so does ringsq.
+#[test]
+fn no_data_path_means_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringsq"))
+        .args([
+            "--tcp-address",
+            "127.0.0.1:0",
+            "--http-address",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let nsqd_dat = dir.path().join("nsqd.dat");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !nsqd_dat.exists() && Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("ringsq exited with {status} without --data-path");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(nsqd_dat.exists(), "no nsqd.dat in the working directory");
+}

@@ -99,3 +99,46 @@ fn long_deferred_message_does_not_pin_the_topic_log_and_survives_restart() {
     c.fin(&again.id);
     c.expect_no_frame(Duration::from_millis(500));
 }
+
+/// An ephemeral channel does not hold the topic's log back; when it lags behind the segments
+/// the durable channels let go, it carries on from the oldest record left (the rest is dropped,
+/// as its overflow is) and the broker keeps serving everyone.
+#[test]
+fn lagging_ephemeral_channel_resumes_after_retention() {
+    let broker = Broker::start(&[
+        "--mem-queue-size",
+        "100000",
+        "--max-bytes-per-file",
+        "4096",
+        "--sync-timeout",
+        "100ms",
+    ]);
+    let mut durable = RawConn::subscriber(broker.tcp_addr(), "lag", "d");
+    let mut lagging = RawConn::subscriber(broker.tcp_addr(), "lag", "e#ephemeral");
+    let mut p = RawConn::connect(broker.tcp_addr());
+    let body = vec![b'y'; 100];
+    for _ in 0..300 {
+        p.publish("lag", &body);
+    }
+    durable.rdy(100);
+    for _ in 0..300 {
+        let m = durable.read_msg();
+        durable.fin(&m.id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while segment_count(broker.data_path(), "lag") > 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        segment_count(broker.data_path(), "lag") <= 2,
+        "the ephemeral channel held the topic's log back"
+    );
+
+    lagging.rdy(10);
+    let m = lagging.read_msg();
+    assert_eq!(m.body, body);
+    // The broker still answers others.
+    p.publish("lag", &body);
+    let mut other = RawConn::connect(broker.tcp_addr());
+    other.publish("other", b"still serving");
+}

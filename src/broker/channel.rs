@@ -450,8 +450,13 @@ impl Channel {
         }
         let first = self.store.first();
         if from.seq < first.seq {
-            // Only an ephemeral topic's memory queue drops records from under a cursor.
+            // Records went from under the cursor: only an ephemeral channel's (retention follows
+            // the durable channels) — what it missed is dropped, as its overflow is.
+            self.counters
+                .dropped_count
+                .set(self.counters.dropped_count.get() + (first.seq - from.seq));
             from = first;
+            self.state.borrow_mut().read_pos = first;
         }
         let limit = self.readable_end_seq(end.seq);
         if from.seq >= limit {
@@ -465,7 +470,7 @@ impl Channel {
         };
         let next = last.next_pos();
         let mut st = self.state.borrow_mut();
-        if st.read_pos != from && st.read_pos.seq != from.seq {
+        if st.read_pos != from {
             // The cursor moved while we read (channel emptied): drop this read.
             return Ok(true);
         }

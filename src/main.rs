@@ -55,7 +55,7 @@ fn init_tracing(options: &Options) {
         .with(layer)
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(prefixed_stderr(&options.log_prefix))
                 .with_ansi(false)
                 .with_target(false),
         )
@@ -66,6 +66,33 @@ fn init_tracing(options: &Options) {
             tracing::error!("cannot change the log level: {e}");
         }
     }));
+}
+
+/// stderr with nsqd's `--log-prefix` (default `[nsqd] `) in front of every line. The fmt layer
+/// writes each event with one `write_all`, and `write` here always takes the whole buffer.
+fn prefixed_stderr(prefix: &str) -> impl Fn() -> PrefixedStderr + use<> {
+    let prefix: std::sync::Arc<[u8]> = prefix.as_bytes().into();
+    move || PrefixedStderr {
+        prefix: std::sync::Arc::clone(&prefix),
+    }
+}
+
+struct PrefixedStderr {
+    prefix: std::sync::Arc<[u8]>,
+}
+
+impl std::io::Write for PrefixedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut line = Vec::with_capacity(self.prefix.len() + buf.len());
+        line.extend_from_slice(&self.prefix);
+        line.extend_from_slice(buf);
+        std::io::stderr().lock().write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

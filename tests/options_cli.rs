@@ -151,3 +151,39 @@ fn a_bad_config_value_exits_non_zero_naming_the_key() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("/no/such/nsqd.cfg"));
 }
+
+/// `--log-prefix` goes in front of every log line (nsqd's default is `[nsqd] `).
+#[test]
+fn log_prefix_starts_every_log_line() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (args, prefix) in [
+        (&[][..], "[nsqd] "),
+        (&["--log-prefix", "[edge-7] "][..], "[edge-7] "),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringsq"))
+            .args([
+                "--tcp-address",
+                "127.0.0.1:0",
+                "--http-address",
+                "127.0.0.1:0",
+                "--data-path",
+            ])
+            .arg(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ringsq");
+        let stderr = child.stderr.take().expect("stderr");
+        // The first line comes as soon as the listeners are bound; a dead child ends the read.
+        let first = std::io::BufReader::new(stderr).lines().next();
+        let _ = child.kill();
+        let _ = child.wait();
+        let first = first.expect("ringsq printed nothing").expect("read stderr");
+        assert!(
+            first.starts_with(prefix),
+            "{first:?} does not start with {prefix:?}"
+        );
+    }
+}

@@ -315,12 +315,7 @@ impl Broker {
             }
         }
         if let Some(data) = &self.cfg.data_path {
-            let dir = paths::topic_dir(data, name);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::error!("removing {}: {e}", dir.display());
-                }
-            }
+            paths::remove_logged(&paths::topic_dir(data, name));
         }
         tracing::info!("TOPIC({name}): deleted");
         self.cfg

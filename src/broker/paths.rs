@@ -40,6 +40,21 @@ pub fn metadata_file(data: &Path) -> PathBuf {
     data.join("nsqd.dat")
 }
 
+/// Removes a file or a directory tree that may already be gone; any other failure is logged
+/// (a leftover is found again at the next start, nothing is lost).
+pub fn remove_logged(path: &Path) {
+    let result = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    if let Err(e) = result {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::error!("removing {}: {e}", path.display());
+        }
+    }
+}
+
 /// The topic name of a directory under `topics_dir`, if it is one of ours.
 pub fn topic_name_of(dir_name: &str) -> Option<&str> {
     dir_name.strip_suffix(TOPIC_DIR_SUFFIX)

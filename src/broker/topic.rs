@@ -255,22 +255,11 @@ impl Topic {
                     }
                 });
             }
-            (None, Some(dir)) => {
-                if let Err(e) = std::fs::remove_dir_all(dir) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::error!("removing {}: {e}", dir.display());
-                    }
-                }
-            }
+            (None, Some(dir)) => paths::remove_logged(dir),
             (None, None) => {}
         }
         if let (false, Some(data)) = (channel.ephemeral, &self.cfg.data_path) {
-            let path = paths::channel_file(data, &self.name, name);
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::error!("removing {}: {e}", path.display());
-                }
-            }
+            paths::remove_logged(&paths::channel_file(data, &self.name, name));
         }
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
         self.cfg

@@ -99,7 +99,7 @@
 //! | 3 | last segment longer than the checkpoint says (appended after it) | scan from the checkpoint; keep every valid record |
 //! | 4 | torn last record: runs past end of file | truncate it (`TornTailTruncated`) |
 //! | 5 | torn last record: the rest of the file is zeros | truncate there (`TornTailTruncated`) |
-//! | 6 | bad CRC, bad length or wrong seq with non-zero bytes behind it | move the rest of the segment to `<segment>.corrupt-<crc,length,seq>-at-<offset>`, truncate there (`Quarantined`); never delivered |
+//! | 6 | bad CRC, bad length or wrong seq with non-zero bytes behind it, or a record whose end seq or offset would not fit in a u64 (`range`: no log writes one) | move the rest of the segment to `<segment>.corrupt-<crc,length,seq,range>-at-<offset>`, truncate there (`Quarantined`); never delivered |
 //! | 7 | checkpoint missing or its CRC bad | scan the last segment whole (`CheckpointIgnored` if it existed) |
 //! | 8 | checkpoint stale: its end is past the end of the file, or it names a segment that does not exist | scan the last segment whole; report that synced records may be lost (`CheckpointIgnored`) |
 //! | 9 | extra segment after the checkpoint's, with a valid header | the checkpoint's segment is sealed; scan the extra one whole |

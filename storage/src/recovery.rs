@@ -706,10 +706,14 @@ async fn scan<F: IoFile>(
         match format::decode_record(&buf[at..], record_size_max) {
             Ok(Some((header, _))) if header.seq == pos.seq => {
                 let len = header.encoded_len();
-                pos = Position {
-                    seq: pos.seq + 1,
-                    offset: pos.offset + len,
+                // The writer refuses an append whose end would not fit in u64 (`Exhausted`), so
+                // a record that runs past it was never written by a log: only a crafted file.
+                let (Some(seq), Some(offset)) =
+                    (pos.seq.checked_add(1), pos.offset.checked_add(len))
+                else {
+                    break Stop::Corrupt("range");
                 };
+                pos = Position { seq, offset };
                 file_pos += len;
                 bytes += len;
             }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{open, payload, read_all, segments, small_config, Disk};
-use ringsq_storage::format::{encode_record, Checkpoint};
+use ringsq_storage::format::{encode_record, Checkpoint, SegmentHeader};
 use ringsq_storage::{checkpoint_path, Error, Log, RecoveryAction, RecoveryReport};
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,38 @@ async fn row_06_bad_crc_with_data_behind<D: Disk>(disk: D, dir: PathBuf) {
     assert_eq!(disk.get(&moved_to).unwrap(), extra);
     assert_eq!(disk.get(&last).unwrap().len() as u64, before);
     holds(&log, 20).await;
+}
+
+/// A hand-made segment based at seq `u64::MAX`: its one record would end past the last seq a
+/// log can hold. It is moved aside, never delivered, and open does not overflow (found by the
+/// `segment_recovery` fuzz target).
+async fn row_06_record_past_u64<D: Disk>(disk: D, dir: PathBuf) {
+    let base_offset = 1 << 40;
+    let mut bytes = SegmentHeader {
+        base_seq: u64::MAX,
+        base_offset,
+    }
+    .encode()
+    .to_vec();
+    let mut record = Vec::new();
+    encode_record(&mut record, u64::MAX, b"never").unwrap();
+    bytes.extend_from_slice(&record);
+    let seg = ringsq_storage::segment_path(&dir, base_offset);
+    disk.put(&seg, &bytes);
+    let (log, report) = reopen(&disk, &dir).await;
+    assert!(
+        has(
+            &report,
+            |a| matches!(a, RecoveryAction::Quarantined { moved_to, .. } if moved_to.to_string_lossy().ends_with(".corrupt-range-at-32"))
+        ),
+        "{report}"
+    );
+    assert_eq!(log.end().seq, u64::MAX);
+    assert!(read_all(&log).await.is_empty());
+    assert!(matches!(
+        log.append(payload(0)),
+        Err(Error::Exhausted { .. })
+    ));
 }
 
 async fn row_07_checkpoint_missing_or_bad<D: Disk>(disk: D, dir: PathBuf) {
@@ -314,6 +346,7 @@ both_backends!(
     row_04_torn_record_past_eof,
     row_05_zeros_after_last_record,
     row_06_bad_crc_with_data_behind,
+    row_06_record_past_u64,
     row_07_checkpoint_missing_or_bad,
     row_08_stale_checkpoint,
     row_09_extra_segment_after_checkpoint,

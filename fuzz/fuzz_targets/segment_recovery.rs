@@ -4,12 +4,13 @@
 //!
 //! Checked invariants: no panic; open either fails with an error or yields a log whose
 //! records, read from `first()` until nothing is left, are a valid prefix of what was on disk:
-//! seqs contiguous from the first (a jump only across a `Gap` the report names), each record's
-//! position following the previous one, each record found at its place in its segment file with
-//! a verified CRC and the same seq and data, the read ending exactly at `end()` (or at a
-//! reported gap with nothing stored after it, or at a sealed-segment record that fails its
-//! check when read, which is reported as `Error::Corrupt`, never delivered). Reading always
-//! terminates (every read makes progress, the number of reads is bounded). Then one record is
+//! seqs contiguous from the first (a jump only across a `Gap` the report names, or where a
+//! sealed-segment record failed its check when read — reported as `Error::Corrupt`, never
+//! delivered — and `skip_damaged` moved the reader forward), each record's position following
+//! the previous one, each record found at its place in its segment file with a verified CRC and
+//! the same seq and data, the read ending exactly at `end()` (or at a reported gap with nothing
+//! stored after it). Reading always terminates (every read and every skip makes progress, the
+//! number of reads is bounded). Then one record is
 //! appended, synced and the log closed; reopening must succeed without repairing anything and
 //! hold the same records plus the new one. Hangs are caught by libFuzzer's `-timeout`.
 
@@ -100,7 +101,8 @@ enum ReadEnd {
     Complete,
     /// A reported gap runs up to the end: nothing is stored after the records read.
     GapAtEnd,
-    /// A record of a sealed segment failed its check when read (reported, never delivered).
+    /// A record of a sealed segment failed its check when read (reported, never delivered,
+    /// skipped over).
     Corrupt,
 }
 
@@ -117,8 +119,13 @@ async fn read_all(log: &Log<MemIo>, io: &MemIo, report: &RecoveryReport) -> (Vec
     let end = log.end();
     let mut next = log.first();
     let mut out: Vec<Record> = Vec::new();
-    // Every read that returns records moves `next` forward by at least one seq.
-    let reads_max = end.seq.saturating_sub(next.seq).saturating_add(2);
+    let mut damaged = false;
+    // Every read that returns records, and every skip, moves `next` forward by at least one seq.
+    let reads_max = end
+        .seq
+        .saturating_sub(next.seq)
+        .saturating_mul(2)
+        .saturating_add(2);
     for _ in 0..reads_max {
         if next.seq >= end.seq {
             break;
@@ -126,8 +133,21 @@ async fn read_all(log: &Log<MemIo>, io: &MemIo, report: &RecoveryReport) -> (Vec
         let batch = match log.read(next, READ_RECORDS_MAX, READ_BYTES_MAX).await {
             Ok(batch) => batch,
             // A sealed segment is trusted at open and verified when read: a bad record in it
-            // is reported to the reader, never delivered.
-            Err(Error::Corrupt { .. }) => return (out, ReadEnd::Corrupt),
+            // is reported to the reader, never delivered; the reader skips to where records
+            // verify again (checked like every other record read).
+            Err(Error::Corrupt { .. }) => {
+                damaged = true;
+                let to = log
+                    .skip_damaged(next)
+                    .await
+                    .unwrap_or_else(|e| panic!("skip_damaged at {next:?}: {e}; {report}"));
+                assert!(
+                    to.seq > next.seq && to.seq <= end.seq,
+                    "skip from {next:?} to {to:?}, end {end:?}: {report}"
+                );
+                next = to;
+                continue;
+            }
             Err(e) => panic!("read at {next:?}: {e}; {report}"),
         };
         if batch.is_empty() {
@@ -164,7 +184,14 @@ async fn read_all(log: &Log<MemIo>, io: &MemIo, report: &RecoveryReport) -> (Vec
         next.seq, end.seq,
         "reading stopped before the end: {report}"
     );
-    (out, ReadEnd::Complete)
+    (
+        out,
+        if damaged {
+            ReadEnd::Corrupt
+        } else {
+            ReadEnd::Complete
+        },
+    )
 }
 
 async fn check(io: MemIo, config: LogConfig) {

@@ -464,7 +464,13 @@ impl Channel {
         }
         let max = usize::try_from(limit - from.seq)
             .map_or(PREFETCH_RECORDS_MAX, |n| n.min(PREFETCH_RECORDS_MAX));
-        let records = self.store.read(from, max).await?;
+        let records = match self.store.read(from, max).await {
+            Ok(records) => records,
+            Err(e @ ringsq_storage::Error::Corrupt { .. }) => {
+                return self.skip_damaged(from, &e).await
+            }
+            Err(e) => return Err(e),
+        };
         let Some(last) = records.last() else {
             return Ok(false);
         };
@@ -477,6 +483,27 @@ impl Channel {
         st.read_pos = next;
         st.prefetch.extend(records);
         Ok(true)
+    }
+
+    /// Moves the cursor past damaged records at `from` (a record that fails its check in a
+    /// segment): they cannot be delivered, and waiting would stop the channel for good. Every
+    /// channel reading there does the same and says so; the bytes stay on disk.
+    async fn skip_damaged(
+        &self,
+        from: Position,
+        error: &ringsq_storage::Error,
+    ) -> Result<bool, ringsq_storage::Error> {
+        let next = self.store.skip_damaged(from).await?;
+        let mut st = self.state.borrow_mut();
+        if st.read_pos != from {
+            return Ok(true);
+        }
+        let lost = next.seq.saturating_sub(from.seq);
+        tracing::error!(topic = %self.topic_name, channel = %self.name,
+            "skipping {lost} message(s) from seq {} that cannot be read back: {error}", from.seq);
+        st.read_pos = next;
+        self.dirty.set(true);
+        Ok(next != from)
     }
 
     /// A record taken from the store: deliver it, defer it (DPUB not yet due), or skip it.

@@ -86,6 +86,15 @@ impl Store {
 
     /// Records from `from` on (at most `max_records`). A cursor below the first retained
     /// record (possible only for memory queues after a drop) restarts at the first one.
+    /// Where reading can go on after `read(from)` failed with `Error::Corrupt` (see
+    /// `Log::skip_damaged`); the memory queue is never damaged.
+    pub async fn skip_damaged(&self, from: Position) -> Result<Position, ringsq_storage::Error> {
+        match self {
+            Store::Durable(log) => log.skip_damaged(from).await,
+            Store::Memory(_) => Ok(from),
+        }
+    }
+
     pub async fn read(
         &self,
         from: Position,

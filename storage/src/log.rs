@@ -402,6 +402,16 @@ impl<I: Io> Log<I> {
         reader::read(self.shared(), from, max_records.max(1), max_bytes).await
     }
 
+    /// Where reading can go on after `read(from)` returned [`Error::Corrupt`] (a record that
+    /// fails its check, or a segment file shorter than its records): the first record after
+    /// `from` in the same segment that verifies (CRC, a seq in the segment's range, and the next
+    /// record chained to it), else the start of the next segment. The records in between are
+    /// lost; the caller reports how many. Nothing on disk is changed: the damaged bytes stay in
+    /// the segment until retention deletes it. Any other error is returned as it is.
+    pub async fn skip_damaged(&self, from: Position) -> Result<Position> {
+        reader::resync(self.shared(), from).await
+    }
+
     /// Drops whole segments all of whose records have seq < `seq` (never the segment being
     /// written): `first()` moves at once; the writer task deletes the files.
     pub fn retain_from(&self, seq: u64) {

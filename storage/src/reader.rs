@@ -6,7 +6,7 @@
 //! runtime's only thread, while an `io_uring` read lets other tasks run while the disk works.
 
 use crate::error::{Error, Result};
-use crate::format::{self, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES_U64};
+use crate::format::{self, RECORD_HEADER_BYTES, RECORD_HEADER_BYTES_U64, SEGMENT_HEADER_BYTES_U64};
 use crate::io::{read_exact_or_eof, Io, OpenMode};
 use crate::log::{Shared, State};
 use crate::position::{Position, Record};
@@ -191,6 +191,13 @@ async fn read_disk<F: crate::io::IoFile>(
         if !records.is_empty() {
             return Ok(records);
         }
+        if u64::try_from(chunk.len()).unwrap_or(u64::MAX) < chunk_len {
+            return Err(corrupt(
+                target,
+                target.file_pos,
+                "segment file shorter than its records",
+            ));
+        }
         match first_needs {
             // The first record is larger than the chunk: read exactly it.
             Some(len) if len > chunk_len && len <= available => chunk_len = len,
@@ -208,16 +215,10 @@ async fn read_disk<F: crate::io::IoFile>(
 async fn read_chunk<F: crate::io::IoFile>(file: &F, target: &DiskRead, len: u64) -> Result<Bytes> {
     let len_usize =
         usize::try_from(len).map_err(|_| corrupt(target, target.file_pos, "read too large"))?;
+    // Short only if the file was cut: the caller returns what records it holds.
     let bytes = read_exact_or_eof(file, target.file_pos, len_usize)
         .await
         .map_err(|e| Error::io("read", &target.path, e))?;
-    if bytes.len() < len_usize {
-        return Err(corrupt(
-            target,
-            target.file_pos,
-            "segment file shorter than its records",
-        ));
-    }
     Ok(Bytes::from(bytes))
 }
 
@@ -237,6 +238,10 @@ fn decode_chunk(
     while out.len() < max_records && pos.seq < target.end.seq {
         let file_pos = target.file_pos + (pos.offset - target.start.offset);
         match format::decode_record(&chunk[at..], record_size_max) {
+            // A damaged record after good ones: return the good ones; the next read starts
+            // at the damaged one and gets the error (so the caller knows exactly where it is).
+            Ok(Some((header, _))) if header.seq != pos.seq && !out.is_empty() => break,
+            Err(_) if !out.is_empty() => break,
             Ok(Some((header, data))) => {
                 if header.seq != pos.seq {
                     return Err(corrupt(target, file_pos, "record has an unexpected seq"));
@@ -274,5 +279,151 @@ fn corrupt(target: &DiskRead, offset: u64, reason: &str) -> Error {
         segment: target.path.clone(),
         offset,
         reason: reason.to_owned(),
+    }
+}
+
+/// Where reading can go on after `read(from)` failed with [`Error::Corrupt`]: the first record
+/// after `from` in the same segment that verifies, else the start of the next segment (or the
+/// segment's end for the one being written). See [`crate::Log::skip_damaged`].
+pub(crate) async fn resync<I: Io>(shared: &Shared<I>, from: Position) -> Result<Position> {
+    let (segment, after) = {
+        let st = shared.state.borrow();
+        let first = st.first();
+        if from.seq < first.seq {
+            return Ok(first);
+        }
+        let index = st.segments.partition_point(|s| s.base.seq <= from.seq);
+        let Some(segment) = index
+            .checked_sub(1)
+            .and_then(|i| st.segments.get(i))
+            .cloned()
+        else {
+            return Ok(first);
+        };
+        let after = st.segments.get(index).map_or(segment.end, |s| s.base);
+        (segment, after)
+    };
+    let inside = from.seq < segment.end.seq
+        && (segment.base.offset..segment.end.offset).contains(&from.offset);
+    if !inside {
+        return Ok(after);
+    }
+    let file = shared
+        .io
+        .open(&segment.path, OpenMode::Read)
+        .await
+        .map_err(|e| Error::io("open", &segment.path, e))?;
+    let mut scan = Resync {
+        file: &file,
+        path: &segment.path,
+        file_end: segment.file_len(),
+        buf: Vec::new(),
+        buf_pos: 0,
+        record_size_max: shared.config.record_size_max,
+    };
+    let seqs = from.seq + 1..segment.end.seq;
+    let mut at = SEGMENT_HEADER_BYTES_U64 + (from.offset - segment.base.offset) + 1;
+    while at + RECORD_HEADER_BYTES_U64 <= scan.file_end {
+        if let Some(seq) = scan.record_at(at, &seqs).await? {
+            return Ok(Position {
+                seq,
+                offset: segment.base.offset + (at - SEGMENT_HEADER_BYTES_U64),
+            });
+        }
+        at += 1;
+    }
+    Ok(after)
+}
+
+/// A forward scan of one segment for a place where records verify again.
+struct Resync<'a, F> {
+    file: &'a F,
+    path: &'a PathBuf,
+    file_end: u64,
+    buf: Vec<u8>,
+    buf_pos: u64,
+    record_size_max: u32,
+}
+
+impl<F: crate::io::IoFile> Resync<'_, F> {
+    /// The seq of a record at file position `at` that verifies, has a seq in `seqs`, and is
+    /// either the segment's last record or followed by the one with the next seq (two chained
+    /// records: a stray byte pattern inside some message body does not pass for a record).
+    async fn record_at(&mut self, at: u64, seqs: &std::ops::Range<u64>) -> Result<Option<u64>> {
+        let Some(seq) = self.verified(at, seqs).await? else {
+            return Ok(None);
+        };
+        let next = at + self.len_at(at)?;
+        if next == self.file_end {
+            return Ok((seq + 1 == seqs.end).then_some(seq));
+        }
+        let chained = self.verified(next, &(seq + 1..seqs.end)).await?.is_some();
+        Ok(chained.then_some(seq))
+    }
+
+    /// The seq of a record that verifies at `at`, if its seq is in `seqs`.
+    async fn verified(&mut self, at: u64, seqs: &std::ops::Range<u64>) -> Result<Option<u64>> {
+        if !self.load(at, RECORD_HEADER_BYTES_U64).await? {
+            return Ok(None);
+        }
+        let i = self.index(at)?;
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&self.buf[i + 8..i + 16]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.buf[i..i + 4]);
+        let len = u32::from_le_bytes(len);
+        // Cheap filters first: only a plausible seq and length cost a CRC.
+        if !seqs.contains(&u64::from_le_bytes(seq)) || len > self.record_size_max {
+            return Ok(None);
+        }
+        if !self.load(at, format::record_encoded_len(len)).await? {
+            return Ok(None);
+        }
+        let i = self.index(at)?;
+        Ok(
+            match format::decode_record(&self.buf[i..], self.record_size_max) {
+                Ok(Some((header, _))) => Some(header.seq),
+                Ok(None) | Err(_) => None,
+            },
+        )
+    }
+
+    /// Encoded length of the record whose header is loaded at `at`.
+    fn len_at(&self, at: u64) -> Result<u64> {
+        let i = self.index(at)?;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&self.buf[i..i + 4]);
+        Ok(format::record_encoded_len(u32::from_le_bytes(len)))
+    }
+
+    fn index(&self, at: u64) -> Result<usize> {
+        usize::try_from(at - self.buf_pos).map_err(|_| Error::Corrupt {
+            segment: self.path.clone(),
+            offset: at,
+            reason: "offset does not fit in memory".to_owned(),
+        })
+    }
+
+    /// Makes bytes `at..at + len` of the file available in the buffer; false past the end.
+    async fn load(&mut self, at: u64, len: u64) -> Result<bool> {
+        if at + len > self.file_end {
+            return Ok(false);
+        }
+        let have = self.buf_pos + u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
+        if at >= self.buf_pos && at + len <= have {
+            return Ok(true);
+        }
+        let want_u64 = len.max(READ_CHUNK_BYTES_MAX).min(self.file_end - at);
+        let want = usize::try_from(want_u64).unwrap_or(usize::MAX);
+        self.buf = read_exact_or_eof(self.file, at, want)
+            .await
+            .map_err(|e| Error::io("read", self.path, e))?;
+        self.buf_pos = at;
+        let have = at + u64::try_from(self.buf.len()).unwrap_or(u64::MAX);
+        if have < at + want_u64 {
+            // The file is shorter than its records (cut by hand): nothing lies past its real end.
+            self.file_end = have;
+        }
+        Ok(at + len <= have)
     }
 }

@@ -270,9 +270,10 @@ fn topic_and_channel_admin() {
         404,
         "TOPIC_NOT_FOUND",
     );
+    // nsqd's topic empty drops what the topic holds, not what its channels already have.
     assert_eq!(
         stats(&b, "&topic=t&channel=d")["topics"][0]["channels"][0]["depth"],
-        0
+        2
     );
     assert_ok_empty(&post(&b, "/topic/pause?topic=t", b""));
     assert_ok_empty(&post(&b, "/channel/pause?topic=t&channel=c", b""));
@@ -892,4 +893,58 @@ fn a_paused_topic_holds_new_messages_at_the_topic() {
         assert_eq!(m.body, b"after");
         sub.fin(&m.id);
     }
+}
+
+#[test]
+fn emptying_a_paused_topic_drops_what_it_held_back_only() {
+    let b = Broker::start(&[]);
+    assert_eq!(post(&b, "/topic/create?topic=ez", b"").status, 200);
+    assert_eq!(
+        post(&b, "/channel/create?topic=ez&channel=c", b"").status,
+        200
+    );
+    for _ in 0..2 {
+        assert_eq!(post(&b, "/pub?topic=ez", b"before").status, 200);
+    }
+    assert_eq!(post(&b, "/topic/pause?topic=ez", b"").status, 200);
+    for _ in 0..3 {
+        assert_eq!(post(&b, "/pub?topic=ez", b"held").status, 200);
+    }
+    assert_ok_empty(&post(&b, "/topic/empty?topic=ez", b""));
+    let (t, c) = topic_stats(&b, "ez");
+    assert_eq!(
+        (t["depth"].clone(), c["depth"].clone()),
+        (0.into(), 2.into()),
+        "{t}"
+    );
+    assert_eq!(post(&b, "/pub?topic=ez", b"later").status, 200);
+    assert_eq!(post(&b, "/topic/unpause?topic=ez", b"").status, 200);
+    let (_, c) = topic_stats(&b, "ez");
+    assert_eq!(c["depth"], 3, "{c}");
+
+    // The channel gets what it had, then what came after the empty; never the emptied three.
+    let mut sub = RawConn::subscriber(b.tcp_addr(), "ez", "c");
+    sub.rdy(10);
+    for want in [&b"before"[..], b"before", b"later"] {
+        let m = sub.read_msg();
+        assert_eq!(m.body, want);
+        sub.fin(&m.id);
+    }
+    assert_eq!(post(&b, "/pub?topic=ez", b"last").status, 200);
+    assert_eq!(sub.read_msg().body, b"last");
+}
+
+#[test]
+fn emptying_a_topic_without_channels_drops_its_backlog() {
+    let b = Broker::start(&[]);
+    for _ in 0..4 {
+        assert_eq!(post(&b, "/pub?topic=eb", b"old").status, 200);
+    }
+    assert_eq!(topic_stats(&b, "eb").0["depth"], 4);
+    assert_ok_empty(&post(&b, "/topic/empty?topic=eb", b""));
+    assert_eq!(topic_stats(&b, "eb").0["depth"], 0);
+    assert_eq!(post(&b, "/pub?topic=eb", b"new").status, 200);
+    let mut sub = RawConn::subscriber(b.tcp_addr(), "eb", "c");
+    sub.rdy(10);
+    assert_eq!(sub.read_msg().body, b"new");
 }

@@ -112,6 +112,9 @@ struct State {
     read_pos: Position,
     /// Read from the store, not yet handed out.
     prefetch: VecDeque<Record>,
+    /// Ranges `[seq, to)` of the log that a paused topic was holding back when it was emptied,
+    /// not reached yet: the cursor jumps over each when it gets there.
+    topic_emptied: VecDeque<(u64, Position)>,
     requeued: VecDeque<Delivery>,
     deferred: HashMap<Key, (Delivery, Instant, u64)>,
     deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
@@ -437,7 +440,7 @@ impl Channel {
 
     /// Reads the next records from the store; false when there are none.
     async fn fill_prefetch(&self) -> Result<bool, ringsq_storage::Error> {
-        let mut from = self.state.borrow().read_pos;
+        let (mut from, emptied_at) = self.pass_topic_emptied();
         let end = self.store.end();
         if self.ephemeral && end.seq.saturating_sub(from.seq) > self.cfg.mem_queue_size.max(1) {
             // An ephemeral channel keeps at most --mem-queue-size messages; the rest is dropped.
@@ -458,7 +461,7 @@ impl Channel {
             from = first;
             self.state.borrow_mut().read_pos = first;
         }
-        let limit = self.readable_end_seq(end.seq);
+        let limit = self.readable_end_seq(end.seq).min(emptied_at);
         if from.seq >= limit {
             return Ok(false);
         }
@@ -504,6 +507,36 @@ impl Channel {
         st.read_pos = next;
         self.dirty.set(true);
         Ok(next != from)
+    }
+
+    /// Jumps over the emptied ranges the cursor has reached; returns the cursor and where the
+    /// next emptied range starts (`u64::MAX` if none: reading must stop there).
+    fn pass_topic_emptied(&self) -> (Position, u64) {
+        let mut st = self.state.borrow_mut();
+        while let Some(&(at, to)) = st.topic_emptied.front() {
+            if st.read_pos.seq < at {
+                return (st.read_pos, at);
+            }
+            if st.read_pos.seq < to.seq {
+                st.read_pos = to;
+                self.dirty.set(true);
+            }
+            st.topic_emptied.pop_front();
+        }
+        (st.read_pos, u64::MAX)
+    }
+
+    /// nsqd's topic empty while the topic is paused: what the topic held back (`[from_seq, to)`,
+    /// published since the pause) is dropped; what this channel already had is kept. Remembered
+    /// in memory only: a restart before the cursor reaches `from_seq` delivers the range after
+    /// all (nothing is lost that was not meant to be).
+    pub fn drop_topic_range(&self, from_seq: u64, to: Position) {
+        self.state
+            .borrow_mut()
+            .topic_emptied
+            .push_back((from_seq, to));
+        self.pass_topic_emptied();
+        self.wake();
     }
 
     /// A record taken from the store: deliver it, defer it (DPUB not yet due), or skip it.
@@ -760,6 +793,7 @@ impl Channel {
         let end = self.store.end();
         let mut st = self.state.borrow_mut();
         st.prefetch.clear();
+        st.topic_emptied.clear();
         st.read_pos = end;
         let mut dropped: Vec<Key> = st.requeued.drain(..).map(|d| d.key()).collect();
         dropped.extend(st.deferred.drain().map(|(key, _)| key));
@@ -774,9 +808,19 @@ impl Channel {
     /// Messages waiting for this channel: unread in the store, plus requeued.
     pub fn depth(&self) -> u64 {
         let st = self.state.borrow();
-        let unread = self
-            .readable_end_seq(self.store.end().seq)
+        let readable_end = self.readable_end_seq(self.store.end().seq);
+        let emptied: u64 = st
+            .topic_emptied
+            .iter()
+            .map(|&(at, to)| {
+                to.seq
+                    .min(readable_end)
+                    .saturating_sub(at.min(readable_end))
+            })
+            .sum();
+        let unread = readable_end
             .saturating_sub(st.read_pos.seq)
+            .saturating_sub(emptied)
             + st.prefetch.len() as u64;
         unread + st.requeued.len() as u64
     }

@@ -331,13 +331,18 @@ impl Topic {
         self.store.retain_from(floor);
     }
 
-    /// Removes every message from the topic: channels jump to the tail (HTTP `/topic/empty`).
+    /// Removes the messages the topic itself holds (HTTP `/topic/empty`, nsqd's `Topic.Empty`):
+    /// with no channel, the backlog the first channel would get; while paused, what was published
+    /// since the pause. What channels already hold stays theirs (`/channel/empty` drops that).
     pub fn empty(&self) {
-        self.backlog_start.set(self.store.end());
-        // What a paused topic was holding back is gone too.
-        self.pause_at.set(self.store.end().seq);
-        for c in self.channels() {
-            c.empty();
+        let end = self.store.end();
+        self.backlog_start.set(end);
+        if self.paused.get() {
+            let from = self.pause_at.get();
+            for c in self.channels() {
+                c.drop_topic_range(from, end);
+            }
+            self.pause_at.set(end.seq);
         }
         self.retain();
     }

@@ -112,9 +112,9 @@ struct State {
     read_pos: Position,
     /// Read from the store, not yet handed out.
     prefetch: VecDeque<Record>,
-    /// Ranges `[seq, to)` of the log that a paused topic was holding back when it was emptied,
-    /// not reached yet: the cursor jumps over each when it gets there.
-    topic_emptied: VecDeque<(u64, Position)>,
+    /// Ranges `[seq, to)` of the log ahead of the cursor that are not this channel's (see
+    /// [`SnapSkip`]), in order: the cursor jumps over each when it gets there.
+    skip: VecDeque<(u64, Position)>,
     requeued: VecDeque<Delivery>,
     deferred: HashMap<Key, (Delivery, Instant, u64)>,
     deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
@@ -157,6 +157,17 @@ pub struct ChannelSnapshot {
     pub version: u32,
     pub cursor: SnapPos,
     pub outstanding: Vec<SnapOutstanding>,
+    /// Ranges of the topic's log ahead of the cursor that this channel skips (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<SnapSkip>,
+}
+
+/// Records `[seq, to)` of the topic's log that are not this channel's: what a paused topic held
+/// back when it was emptied, or another channel's messages taken over from Go nsqd's disk queues.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapSkip {
+    pub seq: u64,
+    pub to: SnapPos,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -440,7 +451,7 @@ impl Channel {
 
     /// Reads the next records from the store; false when there are none.
     async fn fill_prefetch(&self) -> Result<bool, ringsq_storage::Error> {
-        let (mut from, emptied_at) = self.pass_topic_emptied();
+        let (mut from, skip_at) = self.pass_skipped();
         let end = self.store.end();
         if self.ephemeral && end.seq.saturating_sub(from.seq) > self.cfg.mem_queue_size.max(1) {
             // An ephemeral channel keeps at most --mem-queue-size messages; the rest is dropped.
@@ -461,7 +472,7 @@ impl Channel {
             from = first;
             self.state.borrow_mut().read_pos = first;
         }
-        let limit = self.readable_end_seq(end.seq).min(emptied_at);
+        let limit = self.readable_end_seq(end.seq).min(skip_at);
         if from.seq >= limit {
             return Ok(false);
         }
@@ -511,9 +522,9 @@ impl Channel {
 
     /// Jumps over the emptied ranges the cursor has reached; returns the cursor and where the
     /// next emptied range starts (`u64::MAX` if none: reading must stop there).
-    fn pass_topic_emptied(&self) -> (Position, u64) {
+    fn pass_skipped(&self) -> (Position, u64) {
         let mut st = self.state.borrow_mut();
-        while let Some(&(at, to)) = st.topic_emptied.front() {
+        while let Some(&(at, to)) = st.skip.front() {
             if st.read_pos.seq < at {
                 return (st.read_pos, at);
             }
@@ -521,21 +532,23 @@ impl Channel {
                 st.read_pos = to;
                 self.dirty.set(true);
             }
-            st.topic_emptied.pop_front();
+            st.skip.pop_front();
         }
         (st.read_pos, u64::MAX)
     }
 
-    /// nsqd's topic empty while the topic is paused: what the topic held back (`[from_seq, to)`,
-    /// published since the pause) is dropped; what this channel already had is kept. Remembered
-    /// in memory only: a restart before the cursor reaches `from_seq` delivers the range after
-    /// all (nothing is lost that was not meant to be).
-    pub fn drop_topic_range(&self, from_seq: u64, to: Position) {
-        self.state
-            .borrow_mut()
-            .topic_emptied
-            .push_back((from_seq, to));
-        self.pass_topic_emptied();
+    /// Records `[from_seq, to)` of the topic's log, ahead of the cursor, are not for this
+    /// channel: nsqd's topic empty while paused (what the topic held back goes, what the channel
+    /// had stays), or another channel's messages taken over from Go nsqd. Persisted with the
+    /// channel's state once `to` is synced.
+    pub fn skip_range(&self, from_seq: u64, to: Position) {
+        {
+            let mut st = self.state.borrow_mut();
+            let at = st.skip.partition_point(|&(seq, _)| seq <= from_seq);
+            st.skip.insert(at, (from_seq, to));
+        }
+        self.dirty.set(true);
+        self.pass_skipped();
         self.wake();
     }
 
@@ -793,7 +806,7 @@ impl Channel {
         let end = self.store.end();
         let mut st = self.state.borrow_mut();
         st.prefetch.clear();
-        st.topic_emptied.clear();
+        st.skip.clear();
         st.read_pos = end;
         let mut dropped: Vec<Key> = st.requeued.drain(..).map(|d| d.key()).collect();
         dropped.extend(st.deferred.drain().map(|(key, _)| key));
@@ -810,7 +823,7 @@ impl Channel {
         let st = self.state.borrow();
         let readable_end = self.readable_end_seq(self.store.end().seq);
         let emptied: u64 = st
-            .topic_emptied
+            .skip
             .iter()
             .map(|&(at, to)| {
                 to.seq
@@ -868,6 +881,23 @@ impl Channel {
                 deliver_at_ns: o.deliver_at_ns,
             })
             .collect();
+        // A skip past the synced end is cut there: after a crash, new records may take those
+        // seqs, and they are this channel's.
+        let skip = st
+            .skip
+            .iter()
+            .filter(|(seq, _)| *seq < durable.seq)
+            .map(|&(seq, to)| {
+                let to = if to.seq > durable.seq { durable } else { to };
+                SnapSkip {
+                    seq,
+                    to: SnapPos {
+                        seq: to.seq,
+                        offset: to.offset,
+                    },
+                }
+            })
+            .collect();
         ChannelSnapshot {
             version: CHANNEL_SNAPSHOT_VERSION,
             cursor: SnapPos {
@@ -875,6 +905,7 @@ impl Channel {
                 offset: cursor.offset,
             },
             outstanding,
+            skip,
         }
     }
 
@@ -887,11 +918,28 @@ impl Channel {
             seq: snap.cursor.seq,
             offset: snap.cursor.offset,
         };
-        self.state.borrow_mut().read_pos = if cursor.seq < first.seq {
-            first
-        } else {
-            cursor
-        };
+        {
+            let mut st = self.state.borrow_mut();
+            st.read_pos = if cursor.seq < first.seq {
+                first
+            } else {
+                cursor
+            };
+            st.skip = snap
+                .skip
+                .iter()
+                .map(|s| {
+                    let to = Position {
+                        seq: s.to.seq,
+                        offset: s.to.offset,
+                    };
+                    (s.seq, to)
+                })
+                .filter(|&(seq, to)| seq < to.seq)
+                .collect();
+            st.skip.make_contiguous().sort_by_key(|&(seq, _)| seq);
+        }
+        self.pass_skipped();
         let now = now_ns();
         let park = if snap.outstanding.iter().any(|o| o.source == Source::Park) {
             self.park_log().await

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod client;
 pub mod e2e;
 pub mod events;
+mod godata;
 pub mod guid;
 pub mod message;
 pub mod metadata;
@@ -148,6 +149,7 @@ impl Broker {
         });
         broker.load().await?;
         broker.load_metadata().await?;
+        broker.import_go_queues().await?;
         // As nsqd: write the file back at once (a Go-written one becomes ours).
         broker.persist_metadata().await?;
         Ok(broker)
@@ -214,6 +216,7 @@ impl Broker {
                         offset: first.offset,
                     },
                     outstanding: Vec::new(),
+                    skip: Vec::new(),
                 };
                 topic.restore_channel(&name, &fallback).await;
                 continue;

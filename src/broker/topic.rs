@@ -297,6 +297,16 @@ impl Topic {
         result
     }
 
+    /// Writes the state of every changed durable channel now; the first error is returned.
+    pub async fn persist_channels(&self) -> Result<(), ringsq_storage::Error> {
+        for channel in self.channels() {
+            if channel.dirty.get() && !channel.deleted.get() {
+                self.persist_channel(&channel).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Persists every changed channel, then lets the log drop what no channel needs any more.
     pub async fn checkpoint(&self) {
         for channel in self.channels() {
@@ -340,7 +350,7 @@ impl Topic {
         if self.paused.get() {
             let from = self.pause_at.get();
             for c in self.channels() {
-                c.drop_topic_range(from, end);
+                c.skip_range(from, end);
             }
             self.pause_at.set(end.seq);
         }

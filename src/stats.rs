@@ -232,8 +232,10 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
     })
 }
 
-/// nsqd's `ClientV2.Stats(topic)`: every topic's publish count (nsqd 1.3.0 stops after the
-/// first, a bug fixed upstream in PR #1497), or only `topic`'s when a filter names one.
+/// nsqd's `ClientV2.Stats(topic)`: one topic's publish count, `topic`'s when a filter names
+/// one. nsqd 1.3.0's loop `break`s after the first entry it keeps (fixed only in the unmerged
+/// PR #1497), so a producer of several topics shows one of them; Go's is whichever its map
+/// yields first, ours the first topic published to.
 pub fn client_stats(c: &Client, topic: &str) -> ClientStats {
     let settings = c.settings.borrow();
     let pub_counts = c
@@ -241,6 +243,7 @@ pub fn client_stats(c: &Client, topic: &str) -> ClientStats {
         .borrow()
         .iter()
         .filter(|(t, _)| topic.is_empty() || t == topic)
+        .take(1)
         .map(|(t, n)| PubCount {
             topic: t.clone(),
             count: *n,

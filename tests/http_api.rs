@@ -179,6 +179,16 @@ fn mpub_text_and_binary() {
         "BAD_MESSAGE",
     );
     assert_err(&post(&b, "/mpub", b"a"), 400, "MISSING_ARG_TOPIC");
+    // nsqd knows only true/1/false/0 (`boolParams`): `f` and `False`, which Go's ParseBool
+    // would read as false, are unrecognised values and mean binary mode.
+    for v in ["f", "False", "no"] {
+        assert_err(
+            &post(&b, &format!("/mpub?topic=u&binary={v}"), b"a\nb\n"),
+            413,
+            "BAD_BODY",
+        );
+    }
+    assert_eq!(post(&b, "/mpub?topic=u&binary=0", b"a\nb\n").body, "OK");
     let mut sub = RawConn::subscriber(b.tcp_addr(), "t", "c");
     sub.rdy(10);
     let got: Vec<Vec<u8>> = (0..5).map(|_| sub.read_msg().body).collect();
@@ -400,6 +410,27 @@ fn stats_text_and_metrics() {
 }
 
 #[test]
+fn producer_pub_counts_show_one_topic_as_nsqd_1_3_0() {
+    // nsqd 1.3.0's `ClientV2.Stats` keeps only the first pub count it meets.
+    let b = Broker::start(&[]);
+    let mut producer = RawConn::connect(b.tcp_addr());
+    producer.publish("a", b"m");
+    producer.publish("b", b"m");
+    producer.publish("b", b"m");
+    let s = stats(&b, "");
+    let counts = s["producers"][0]["pub_counts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(counts.len(), 1, "{s}");
+    let s = stats(&b, "&topic=b");
+    assert_eq!(
+        s["producers"][0]["pub_counts"],
+        serde_json::json!([{"topic": "b", "count": 2}])
+    );
+}
+
+#[test]
 fn stats_json_has_nsqadmins_shape() {
     let (b, _producer, _sub) = busy_broker();
     let s = stats(&b, "");
@@ -517,6 +548,10 @@ fn config_get_and_put() {
     );
     assert_eq!(get(&b, "/config/log_level").json(), serde_json::json!(2));
     assert_err(&get(&b, "/config/nope"), 400, "INVALID_OPTION");
+    // Flags without an nsqd 1.3.0 `Options` field are not options (`--verbose` is a no-op flag).
+    for name in ["verbose", "worker_id", "node_id", "lookupd_tcp_address"] {
+        assert_err(&get(&b, &format!("/config/{name}")), 400, "INVALID_OPTION");
+    }
     let r = call(
         &b,
         "PUT",

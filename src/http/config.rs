@@ -58,7 +58,6 @@ fn json_opt(node: &Node, name: &str) -> Option<Value> {
     let o = &node.broker.options;
     Some(match name {
         "log_level" => json!(log_level_number(node.log_level())),
-        "verbose" => json!(o.verbose),
         "id" => json!(o.node_id),
         "auth_http_addresses" => json!(o.auth_http_addresses),
         "nsqlookupd_tcp_addresses" => json!(node.lookupd_tcp_addresses()),

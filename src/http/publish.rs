@@ -4,7 +4,7 @@
 //! (nsqd's text for every `PutMessage` error; the cause is logged).
 //!
 //! `/mpub` bodies: text mode, one message per `\n`-terminated line (empty lines skipped); binary
-//! mode (`binary=true`, `1`, or any value Go's `ParseBool` refuses) `[i32 count]` then `count`
+//! mode (`binary=true`, `1`, or any value but `false`/`0`, as nsqd's `boolParams`) `[i32 count]` then `count`
 //! times `[i32 size][bytes]`, big-endian, errors as TCP `MPUB` minus the `E_` (`BAD_BODY`,
 //! `BAD_MESSAGE`), status 413.
 
@@ -103,11 +103,15 @@ pub async fn pub_many(broker: &Broker, req: Req) -> ApiResult {
         return Err(ApiError::new(413, "BODY_TOO_BIG"));
     }
     let name = topic_name(&req)?;
-    let binary = req.params()?.get("binary").is_some_and(|v| {
-        crate::options::go_syntax::parse_bool(v).unwrap_or_else(|_| {
+    // nsqd's `boolParams`: only `true`/`1` and `false`/`0` are recognised; any other value (even
+    // one Go's `ParseBool` knows, like `f`) is logged as deprecated and means binary.
+    let binary = req.params()?.get("binary").is_some_and(|v| match v {
+        "true" | "1" => true,
+        "false" | "0" => false,
+        _ => {
             tracing::warn!("deprecated value '{v}' used for /mpub binary param");
             true
-        })
+        }
     });
     let topic = broker.topic(&name).await.map_err(|e| exiting(&e))?;
     let Some(body) = req.read_body(max_body).await? else {

@@ -6,7 +6,7 @@
 //! excluded, `topics` when a `topic=` filter names no topic. Topics and channels are sorted by
 //! name. Figures are read without holding any borrow across an `.await` (this is all sync).
 
-use crate::broker::client::Client;
+use crate::broker::client::{Client, Codec};
 use crate::broker::e2e::E2eLatency;
 use crate::broker::topic::Topic;
 use crate::broker::Broker;
@@ -262,8 +262,8 @@ pub fn client_stats(c: &Client, topic: &str) -> ClientStats {
         requeue_count: c.requeue_count.get(),
         connect_ts: c.connected_at_unix_s,
         sample_rate: i32::from(settings.sample_rate),
-        deflate: false,
-        snappy: false,
+        deflate: matches!(c.codec.get(), Some(Codec::Deflate { .. })),
+        snappy: c.codec.get() == Some(Codec::Snappy),
         user_agent: settings.user_agent.clone(),
         pub_counts,
         tls: false,

@@ -2,13 +2,18 @@
 //!
 //! Covers the happy path and the state rules of every command: magic, IDENTIFY (plain and
 //! feature-negotiated, with the exact 13-field JSON Go nsqd 1.3.0 marshals), AUTH with auth off,
-//! SUB, PUB, MPUB, DPUB, RDY, FIN, REQ, TOUCH, CLS, NOP, unknown commands and line parsing quirks
-//! (`\r\n`, double spaces, empty lines). Error strings are compared byte for byte.
+//! snappy and deflate upgrades, SUB, PUB, MPUB, DPUB, RDY, FIN, REQ, TOUCH, CLS, NOP, unknown
+//! commands and line parsing quirks (`\r\n`, double spaces, empty lines). Error strings are
+//! compared byte for byte.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
 
 use common::{is_lower_hex_id, with_body, Broker, RawConn};
 
@@ -218,6 +223,149 @@ fn identify_after_sub_is_fatal() {
     let mut c = RawConn::subscriber(broker.tcp_addr(), "t", "c");
     c.identify("{}");
     c.expect_fatal("E_INVALID cannot IDENTIFY in current state");
+}
+
+// ---- compression (snappy, deflate) ------------------------------------------------------
+
+/// Magic + IDENTIFY `json`; returns the socket positioned just after the (uncompressed) JSON
+/// response frame, and that response.
+fn negotiate_raw(addr: std::net::SocketAddr, json: &str) -> (TcpStream, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
+    s.write_all(common::MAGIC_V2).unwrap();
+    s.write_all(&with_body("IDENTIFY", json.as_bytes()))
+        .unwrap();
+    let (kind, data) = read_frame_from(&mut s);
+    assert_eq!(
+        kind,
+        common::FRAME_TYPE_RESPONSE,
+        "{}",
+        String::from_utf8_lossy(&data)
+    );
+    (s, serde_json::from_slice(&data).unwrap())
+}
+
+/// One frame `(type, data)` from a byte stream (plain or decompressing).
+fn read_frame_from(r: &mut impl Read) -> (i32, Vec<u8>) {
+    let mut head = [0u8; 8];
+    r.read_exact(&mut head).unwrap();
+    let size = i32::from_be_bytes(head[..4].try_into().unwrap());
+    let kind = i32::from_be_bytes(head[4..].try_into().unwrap());
+    let mut data = vec![0u8; usize::try_from(size - 4).unwrap()];
+    r.read_exact(&mut data).unwrap();
+    (kind, data)
+}
+
+/// After the upgrade `OK`, a publish, a subscription, a delivery and a fatal error all travel
+/// through the codec both ways.
+fn exchange_compressed(r: &mut impl Read, w: &mut impl Write) {
+    assert_eq!(read_frame_from(r), (0, b"OK".to_vec()), "upgrade OK");
+    let mut cmds = with_body("PUB zt", b"squeezed");
+    cmds.extend_from_slice(b"SUB zt c\nRDY 1\n");
+    w.write_all(&cmds).unwrap();
+    w.flush().unwrap();
+    assert_eq!(read_frame_from(r), (0, b"OK".to_vec()), "PUB");
+    assert_eq!(read_frame_from(r), (0, b"OK".to_vec()), "SUB");
+    let (kind, msg) = read_frame_from(r);
+    assert_eq!(
+        (kind, &msg[26..]),
+        (common::FRAME_TYPE_MESSAGE, &b"squeezed"[..])
+    );
+    w.write_all(b"BOGUS\n").unwrap();
+    w.flush().unwrap();
+    assert_eq!(
+        read_frame_from(r),
+        (1, b"E_INVALID invalid command BOGUS".to_vec())
+    );
+}
+
+/// Raw-DEFLATE reader that hands out whatever each socket read inflates to (flate2's own
+/// reader waits for more input than a sync-flushed block needs).
+struct Inflater {
+    s: TcpStream,
+    d: flate2::Decompress,
+    out: Vec<u8>,
+}
+
+impl Read for Inflater {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.out.is_empty() {
+            let mut raw = [0u8; 4096];
+            let n = self.s.read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut at = 0;
+            while at < n {
+                self.out.reserve(64 * 1024);
+                let before = self.d.total_in();
+                self.d
+                    .decompress_vec(&raw[at..n], &mut self.out, flate2::FlushDecompress::Sync)
+                    .map_err(std::io::Error::other)?;
+                at += usize::try_from(self.d.total_in() - before).unwrap();
+            }
+        }
+        let k = buf.len().min(self.out.len());
+        buf[..k].copy_from_slice(&self.out[..k]);
+        self.out.drain(..k);
+        Ok(k)
+    }
+}
+
+#[test]
+fn identify_deflate_upgrades_the_connection() {
+    let broker = Broker::start(&[]);
+    let (s, v) = negotiate_raw(
+        broker.tcp_addr(),
+        r#"{"feature_negotiation":true,"deflate":true,"deflate_level":3}"#,
+    );
+    assert_eq!(
+        (&v["deflate"], &v["deflate_level"], &v["snappy"]),
+        (&json!(true), &json!(3), &json!(false))
+    );
+    // Raw DEFLATE (no zlib header), sync-flushed.
+    let mut r = Inflater {
+        s: s.try_clone().unwrap(),
+        d: flate2::Decompress::new(false),
+        out: Vec::new(),
+    };
+    let mut w = flate2::write::DeflateEncoder::new(s, flate2::Compression::new(3));
+    exchange_compressed(&mut r, &mut w);
+}
+
+#[test]
+fn identify_snappy_upgrades_the_connection() {
+    let broker = Broker::start(&[]);
+    let (s, v) = negotiate_raw(
+        broker.tcp_addr(),
+        r#"{"feature_negotiation":true,"snappy":true}"#,
+    );
+    assert_eq!((&v["snappy"], &v["deflate"]), (&json!(true), &json!(false)));
+    // The snappy framing format.
+    let mut r = snap::read::FrameDecoder::new(s.try_clone().unwrap());
+    let mut w = snap::write::FrameEncoder::new(s);
+    exchange_compressed(&mut r, &mut w);
+}
+
+#[test]
+fn compression_is_not_negotiated_when_disabled_by_flag() {
+    let broker = Broker::start(&["--snappy=false", "--deflate=false"]);
+    for ask in [
+        r#""snappy":true"#,
+        r#""deflate":true"#,
+        r#""snappy":true,"deflate":true"#,
+    ] {
+        let (mut s, v) = negotiate_raw(
+            broker.tcp_addr(),
+            &format!(r#"{{"feature_negotiation":true,{ask}}}"#),
+        );
+        assert_eq!(
+            (&v["snappy"], &v["deflate"]),
+            (&json!(false), &json!(false))
+        );
+        s.write_all(&with_body("PUB zt", b"plain")).unwrap();
+        assert_eq!(read_frame_from(&mut s), (0, b"OK".to_vec()));
+    }
 }
 
 // ---- AUTH -------------------------------------------------------------------------------

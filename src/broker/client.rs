@@ -29,11 +29,23 @@ pub enum ClientState {
 /// What IDENTIFY negotiated (or nsqd's defaults), as the protocol module resolves it.
 pub type ClientSettings = protocol::IdentifySettings;
 
+/// The compression IDENTIFY negotiated for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Snappy,
+    /// Raw DEFLATE at this level (1..=9).
+    Deflate {
+        level: u8,
+    },
+}
+
 /// A reply whose `OK` may have to wait for the topic's log.
 #[derive(Debug)]
 pub enum Reply {
     /// Sent as soon as everything before it has been.
     Frame(Vec<u8>),
+    /// From here on the connection's output goes through this codec.
+    StartCodec(Codec),
     /// `OK` once the log has written (or, with `synced`, fsynced) the ticket's records;
     /// on failure the error frame `<code> <command> failed <err>` (fatal).
     Durable {
@@ -54,6 +66,8 @@ pub struct Outbox {
     pub first_message_at: Option<Instant>,
     /// Close the connection once `buf` is flushed (a fatal error was queued).
     pub close_after_flush: bool,
+    /// `buf` from this offset on is the first output to go through the codec.
+    pub codec_at: Option<(usize, Codec)>,
     pub replies: VecDeque<Reply>,
 }
 
@@ -70,6 +84,8 @@ pub struct Client {
     pub finish_count: Cell<u64>,
     pub requeue_count: Cell<u64>,
     pub pub_counts: RefCell<Vec<(String, u64)>>,
+    /// The compression negotiated by IDENTIFY, for `/stats`.
+    pub codec: Cell<Option<Codec>>,
     pub outbox: RefCell<Outbox>,
     /// Wakes the writer task.
     pub wake: Notify,
@@ -92,6 +108,7 @@ impl Client {
             finish_count: Cell::new(0),
             requeue_count: Cell::new(0),
             pub_counts: RefCell::new(Vec::new()),
+            codec: Cell::new(None),
             outbox: RefCell::new(Outbox::default()),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -129,6 +146,9 @@ impl Client {
             Reply::Frame(frame) if out.replies.is_empty() => {
                 out.buf.extend_from_slice(&frame);
                 out.urgent = true;
+            }
+            Reply::StartCodec(codec) if out.replies.is_empty() => {
+                out.codec_at = Some((out.buf.len(), codec));
             }
             other => out.replies.push_back(other),
         }

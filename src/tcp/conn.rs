@@ -5,6 +5,7 @@
 //! the log) and queues an ordered reply; the writer sends that `OK` when the log has written or
 //! fsynced it. So a pipelining publisher gets group commit across all its in-flight commands.
 
+use super::compress::{Decoder, Encoder};
 use super::exec;
 use crate::broker::client::{Client, ClientSettings, ClientState, Reply};
 use crate::broker::Broker;
@@ -122,12 +123,60 @@ async fn read_more(
     res
 }
 
+/// The connection's input: plain bytes in `buf`, or, once IDENTIFY negotiated compression,
+/// what the decoder makes of the bytes read.
+struct Input {
+    decoder: Option<Decoder>,
+    raw: Vec<u8>,
+}
+
+impl Input {
+    /// Reads more into `buf` (decoded if need be); Ok(0) at EOF.
+    async fn fill(
+        &mut self,
+        stream: &TcpStream,
+        buf: &mut Vec<u8>,
+        deadline: Option<Duration>,
+    ) -> std::io::Result<usize> {
+        let Some(decoder) = &mut self.decoder else {
+            return read_more(stream, buf, deadline).await;
+        };
+        self.raw.clear();
+        let n = read_more(stream, &mut self.raw, deadline).await?;
+        decoder
+            .decode(&self.raw, buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        Ok(n)
+    }
+
+    /// From now on input is compressed, starting with what `buf` holds after `start`.
+    fn start_codec(
+        &mut self,
+        codec: crate::broker::client::Codec,
+        buf: &mut Vec<u8>,
+        start: usize,
+    ) -> std::io::Result<()> {
+        let mut decoder = Decoder::new(codec);
+        let compressed = buf.split_off(start);
+        buf.clear();
+        decoder
+            .decode(&compressed, buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        self.decoder = Some(decoder);
+        Ok(())
+    }
+}
+
 async fn read_loop(
     stream: &TcpStream,
     buf: &mut Vec<u8>,
     session: &mut exec::Session,
 ) -> std::io::Result<()> {
     let limits = session.limits();
+    let mut input = Input {
+        decoder: None,
+        raw: Vec::new(),
+    };
     let mut start = 0;
     loop {
         loop {
@@ -142,6 +191,10 @@ async fn read_loop(
                     start += consumed;
                     if !session.exec(cmd).await {
                         return Ok(());
+                    }
+                    if let Some(codec) = session.new_codec.take() {
+                        input.start_codec(codec, buf, start)?;
+                        start = 0;
                     }
                 }
                 Decoded::LineTooLong => {
@@ -175,7 +228,7 @@ async fn read_loop(
             .borrow()
             .heartbeat_interval
             .map(|h| h * 2);
-        if read_more(stream, buf, deadline).await? == 0 {
+        if input.fill(stream, buf, deadline).await? == 0 {
             // The stream ended inside a command: nsqd answers the read that failed.
             let cx = DecodeContext::new(
                 session.protocol_state(),
@@ -199,6 +252,7 @@ enum Flush {
 
 async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
     let mut spare: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
+    let mut encoder: Option<Encoder> = None;
     let heartbeat = client.settings.borrow().heartbeat_interval;
     let mut next_heartbeat = heartbeat.map(|h| Instant::now() + h);
     loop {
@@ -215,14 +269,25 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
         }
         match flush_decision(&client, now) {
             Flush::Now => {
-                let close = {
+                let (close, codec_at) = {
                     let mut out = client.outbox.borrow_mut();
                     std::mem::swap(&mut out.buf, &mut spare);
                     out.urgent = false;
                     out.first_message_at = None;
-                    out.close_after_flush && out.buf.is_empty()
+                    (
+                        out.close_after_flush && out.buf.is_empty(),
+                        out.codec_at.take(),
+                    )
                 };
-                let (res, written) = stream.write_all(std::mem::take(&mut spare)).await;
+                let bytes = match encode(&mut encoder, codec_at, &mut spare) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::error!(client = %client.remote, "compressing output: {e}");
+                        client.closed.set(true);
+                        break;
+                    }
+                };
+                let (res, written) = stream.write_all(bytes).await;
                 spare = written;
                 spare.clear();
                 client.drained.notify_waiters();
@@ -243,6 +308,28 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
     if let Err(e) = stream.shutdown(std::net::Shutdown::Write) {
         tracing::debug!("shutdown: {e}");
     }
+}
+
+/// The bytes to write for `plain` (left empty): as they are, or through the codec, which
+/// starts at `codec_at` when IDENTIFY has just negotiated one.
+fn encode(
+    encoder: &mut Option<Encoder>,
+    codec_at: Option<(usize, crate::broker::client::Codec)>,
+    plain: &mut Vec<u8>,
+) -> Result<Vec<u8>, super::compress::CompressError> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    if let Some((at, codec)) = codec_at {
+        from = at.min(plain.len());
+        out.extend_from_slice(&plain[..from]);
+        *encoder = Some(Encoder::new(codec));
+    }
+    match encoder {
+        Some(enc) => enc.encode(&plain[from..], &mut out)?,
+        None => return Ok(std::mem::take(plain)),
+    }
+    plain.clear();
+    Ok(out)
 }
 
 /// Sleeps until woken, until `until`, or until the oldest durable reply is done.
@@ -284,6 +371,12 @@ fn resolve_replies(client: &Client) {
                 Some(Reply::Frame(f)) => f,
                 _ => break,
             },
+            Reply::StartCodec(codec) => {
+                let codec = *codec;
+                out.codec_at = Some((out.buf.len(), codec));
+                out.replies.pop_front();
+                continue;
+            }
             Reply::Durable {
                 log,
                 ticket,

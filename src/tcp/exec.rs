@@ -4,7 +4,7 @@
 
 use super::conn::protocol_state;
 use crate::broker::channel::Channel;
-use crate::broker::client::{Client, ClientState, Reply};
+use crate::broker::client::{Client, ClientState, Codec, Reply};
 use crate::broker::topic::{Ack, Topic};
 use crate::broker::Broker;
 use crate::protocol::{self, Command, Limits, MessageId, ProtocolError};
@@ -18,6 +18,8 @@ pub struct Session {
     pub client: Rc<Client>,
     channel: Option<Rc<Channel>>,
     topic: Option<Rc<Topic>>,
+    /// Set by an IDENTIFY that negotiated compression: the reader decodes every byte after it.
+    pub new_codec: Option<Codec>,
 }
 
 impl Session {
@@ -27,6 +29,7 @@ impl Session {
             client,
             channel: None,
             topic: None,
+            new_codec: None,
         }
     }
 
@@ -96,34 +99,43 @@ impl Session {
         let limits = self.limits();
         let current = self.client.settings.borrow().clone();
         let settings = protocol::resolve_identify(&req, &current, &limits)?;
-        // nsqd refuses snappy and deflate together when both are enabled (the default), even
-        // though ringsq does not speak either yet.
+        // TLS is not built: a client that asks for it carries on in plain text.
         let o = &self.broker.options;
         let enabled = protocol::ServerFeatures {
             tls: false,
             snappy: o.snappy,
             deflate: o.deflate,
         };
-        if req.feature_negotiation {
-            protocol::negotiate(&req, enabled, &limits)?;
-        }
-        // Compression and TLS are not built yet: a client that asks carries on without them.
         let negotiated = if req.feature_negotiation {
-            Some(protocol::negotiate(
-                &req,
-                protocol::ServerFeatures::default(),
-                &limits,
-            )?)
+            Some(protocol::negotiate(&req, enabled, &limits)?)
         } else {
             None
         };
         *self.client.settings.borrow_mut() = settings.clone();
         self.client.wake.notify_one();
-        match negotiated {
-            Some(n) => self.client.respond(&protocol::identify_response_json(
-                &settings, &n, &limits, false,
-            )),
-            None => self.client.respond(b"OK"),
+        let Some(n) = negotiated else {
+            self.client.respond(b"OK");
+            return Ok(());
+        };
+        self.client.respond(&protocol::identify_response_json(
+            &settings, &n, &limits, false,
+        ));
+        // nsqd upgrades after the JSON frame and confirms with an `OK` through the new codec
+        // (at most one of the two: both together was refused above).
+        let codec = if n.snappy {
+            Some(Codec::Snappy)
+        } else if n.deflate {
+            Some(Codec::Deflate {
+                level: n.deflate_level,
+            })
+        } else {
+            None
+        };
+        if let Some(codec) = codec {
+            self.client.codec.set(Some(codec));
+            self.client.push_reply(Reply::StartCodec(codec));
+            self.client.respond(b"OK");
+            self.new_codec = Some(codec);
         }
         Ok(())
     }

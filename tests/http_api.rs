@@ -111,6 +111,56 @@ fn ping_info_and_router_errors() {
     assert_err(&get(&b, "/config/"), 404, "NOT_FOUND");
 }
 
+/// One raw HTTP/1.1 exchange (no redirect following): the status line and headers
+/// (lower-cased names), and the body.
+fn raw_http(b: &Broker, method: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(b.http_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn router_allow_options_and_trailing_slash_as_httprouter() {
+    let b = Broker::start(&[]);
+    // 405 carries Allow; OPTIONS on a known path is a bare 200 with Allow.
+    let (head, _) = raw_http(&b, "POST", "/ping");
+    assert!(head.starts_with("http/1.1 405"), "{head}");
+    assert!(head.contains("\r\nallow: get, options\r\n"), "{head}");
+    let (head, body) = raw_http(&b, "OPTIONS", "/config/max_msg_size");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("\r\nallow: get, options, put\r\n"), "{head}");
+    assert!(!head.contains("x-nsq-content-type"), "{head}");
+    assert_eq!(body, "");
+    let (head, _) = raw_http(&b, "OPTIONS", "/nope");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+    // A route plus a trailing slash: GET 301 with a link, other methods 307, query kept.
+    let (head, body) = raw_http(&b, "GET", "/stats/?format=json");
+    assert!(head.starts_with("http/1.1 301"), "{head}");
+    assert!(
+        head.contains("\r\nlocation: /stats?format=json\r\n"),
+        "{head}"
+    );
+    assert_eq!(
+        body,
+        "<a href=\"/stats?format=json\">Moved Permanently</a>.\n\n"
+    );
+    let (head, body) = raw_http(&b, "POST", "/pub/?topic=t");
+    assert!(head.starts_with("http/1.1 307"), "{head}");
+    assert!(head.contains("\r\nlocation: /pub?topic=t\r\n"), "{head}");
+    assert_eq!(body, "");
+    // Not a route of this method without the slash: 404.
+    let (head, _) = raw_http(&b, "POST", "/ping/");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
+}
+
 #[test]
 fn pub_delivers_and_answers_every_error() {
     let b = Broker::start(&["--max-msg-size", "10"]);

@@ -3,7 +3,10 @@
 //! connection, `Rc` state, nothing `Send`.
 //!
 //! - `mod.rs`: accept loop and router (httprouter's rules: an unknown path is
-//!   `404 NOT_FOUND`, a known path with another method `405 METHOD_NOT_ALLOWED`).
+//!   `404 NOT_FOUND`, a known path with another method `405 METHOD_NOT_ALLOWED` with an `Allow`
+//!   header, `OPTIONS` on a known path `200` with `Allow`, a route plus a trailing `/` is
+//!   redirected to the route). Not reproduced: httprouter's case-insensitive path fixing, and
+//!   the `/debug/pprof` routes.
 //! - [`response`]: the V1 / plain-text conventions. [`query`]: Go's query-string rules.
 //! - [`publish`]: `/pub`, `/mpub`. [`admin`]: `/topic/*`, `/channel/*`, `/info`, `/ping`.
 //! - [`stats`]: `/stats` (JSON and text). [`metrics`]: `/metrics` (Prometheus text).
@@ -110,7 +113,10 @@ async fn handle(node: &Rc<Node>, req: Request<Incoming>) -> Resp {
     };
     let path = req.path.clone();
     let method = req.method.clone();
-    let result = route(node, req).await;
+    let result = match trailing_slash_redirect(&method, &path, parts.uri.query()) {
+        Some(resp) => Ok(resp),
+        None => route(node, req).await,
+    };
     let resp = result.unwrap_or_else(|e| response::error(&e));
     if path != "/pub" && path != "/mpub" {
         // nsqd access-logs everything but publishes.
@@ -140,12 +146,44 @@ fn config_opt(path: &str) -> Option<&str> {
         .filter(|opt| !opt.is_empty() && !opt.contains('/'))
 }
 
+/// httprouter's `Allow` value: the path's methods and `OPTIONS`, sorted.
+fn allow_header(methods: &[Method]) -> hyper::header::HeaderValue {
+    let mut names: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    names.push("OPTIONS");
+    names.sort_unstable();
+    hyper::header::HeaderValue::from_str(&names.join(", "))
+        .unwrap_or(hyper::header::HeaderValue::from_static("OPTIONS"))
+}
+
+/// httprouter's `RedirectTrailingSlash`: a path that is a route of its method once its
+/// trailing `/` is dropped is redirected there (GET 301 with a small HTML body, others 307),
+/// query kept.
+fn trailing_slash_redirect(method: &Method, path: &str, query: Option<&str>) -> Option<Resp> {
+    let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty())?;
+    if !allowed(trimmed).is_some_and(|m| m.contains(method)) {
+        return None;
+    }
+    let location = match query {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_owned(),
+    };
+    Some(response::redirect(method == Method::GET, &location))
+}
+
 async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
     let Some(methods) = allowed(&req.path) else {
         return Err(ApiError::new(404, "NOT_FOUND"));
     };
     if !methods.contains(&req.method) {
-        return Err(ApiError::new(405, "METHOD_NOT_ALLOWED"));
+        // httprouter answers OPTIONS itself (200, empty) and adds `Allow` to a 405.
+        let mut resp = if req.method == Method::OPTIONS {
+            response::plain(hyper::StatusCode::OK, "")
+        } else {
+            response::error(&ApiError::new(405, "METHOD_NOT_ALLOWED"))
+        };
+        resp.headers_mut()
+            .insert(hyper::header::ALLOW, allow_header(methods));
+        return Ok(resp);
     }
     let broker = &node.broker;
     match req.path.as_str() {

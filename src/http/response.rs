@@ -21,6 +21,7 @@ const V1_HEADER: &str = "X-NSQ-Content-Type";
 const V1_VALUE: &str = "nsq; version=1.0";
 const JSON_TYPE: &str = "application/json; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+const HTML_TYPE: &str = "text/html; charset=utf-8";
 
 /// An API error: the status and the `message` text nsqd uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,28 @@ pub fn plain(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let body = body.into();
     let ct = (!body.is_empty()).then_some(TEXT_TYPE);
     build(status, ct, false, body)
+}
+
+/// Go's `http.Redirect` to `location` (an absolute path): `301` with a one-link HTML body for
+/// GET, `307` and no body otherwise. No V1 header (httprouter answers before any handler).
+pub fn redirect(get: bool, location: &str) -> Resp {
+    let (status, body, ct) = if get {
+        let escaped = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        let body = format!("<a href=\"{escaped}\">Moved Permanently</a>.\n\n");
+        (StatusCode::MOVED_PERMANENTLY, body, Some(HTML_TYPE))
+    } else {
+        (StatusCode::TEMPORARY_REDIRECT, String::new(), None)
+    };
+    let mut resp = build(status, ct, false, Bytes::from(body));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(hyper::header::LOCATION, v);
+    }
+    resp
 }
 
 /// Plain text with an explicit content type (`/metrics`).

@@ -4,13 +4,19 @@
 //! client state. Checked invariants: no panic; `consumed` is in `1..=len`; no command carries
 //! more than the limits allow; `decode_at_eof` and `mpub_topic_ahead` never panic; splitting the
 //! input at an arbitrary point yields the same commands (no state hides in the decoder).
+//!
+//! The same bytes also go through the connection's snappy and deflate input decoders
+//! (`ringsq::tcp::compress`, what IDENTIFY negotiates) whole and split: no panic, the same
+//! result either way; and encoding them then decoding gives them back.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use ringsq::broker::client::Codec;
 use ringsq::protocol::{
     decode, decode_at_eof, mpub_topic_ahead, ClientState, Command, DecodeContext, Decoded, Limits,
 };
+use ringsq::tcp::compress::{Decoder, Encoder};
 
 fn small_limits() -> Limits {
     Limits {
@@ -74,6 +80,29 @@ fn run(data: &[u8], cx: &DecodeContext<'_>) -> (Vec<Command>, usize) {
     }
 }
 
+/// Decodes `parts` in turn as one compressed input stream; None once it fails.
+fn decompress(codec: Codec, parts: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut dec = Decoder::new(codec);
+    let mut out = Vec::new();
+    for part in parts {
+        dec.decode(part, &mut out).ok()?;
+    }
+    Some(out)
+}
+
+fn check_codecs(data: &[u8], split: usize) {
+    for codec in [Codec::Snappy, Codec::Deflate { level: 6 }] {
+        let whole = decompress(codec, &[data]);
+        let halves = decompress(codec, &[&data[..split], &data[split..]]);
+        if let (Some(whole), Some(halves)) = (&whole, &halves) {
+            assert_eq!(whole, halves);
+        }
+        let mut wire = Vec::new();
+        Encoder::new(codec).encode(data, &mut wire).unwrap();
+        assert_eq!(decompress(codec, &[&wire]).as_deref(), Some(data));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, data)) = data.split_first() else {
         return;
@@ -90,6 +119,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Feeding the same bytes in two reads gives the same commands.
     let split = usize::from(selector) * data.len() / 256;
+    check_codecs(data, split);
     let (first, stop) = run(&data[..split], &cx);
     let mut buffered = data[stop..split].to_vec();
     buffered.extend_from_slice(&data[split..]);

@@ -9,6 +9,14 @@
 //!   `flate.Writer.Flush`.
 //!
 //! Pure (no IO): the writer encodes what it is about to send, the reader decodes what it read.
+//! The block codecs are crates (`snap::raw`, `flate2`, `crc32c`); only the snappy chunk framing
+//! (a 4-byte header and a masked CRC) is done here, because `snap`'s `FrameEncoder` and
+//! `FrameDecoder` work over blocking `std::io` streams and cannot be fed bytes as they arrive.
+//! Fuzzed through `fuzz/fuzz_targets/protocol_decode.rs`.
+//!
+//! Bounds: a snappy chunk is at most 16 MiB by its 24-bit length (waited for whole); one 16 KiB
+//! read of deflate can inflate to about 16 MiB (DEFLATE's 1032:1 ceiling) before the commands in
+//! it are decoded — the same order as the largest command (`--max-body-size`).
 //! Corrupt input is an error; the connection is then closed without a frame, as nsqd's reader
 //! fails ("failed to read command").
 

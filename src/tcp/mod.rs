@@ -1,7 +1,7 @@
 //! The TCP front end (`--tcp-address`): accept loop on tokio-uring, one connection task each.
 //! `tokio_uring` is imported here and in the storage IO layer only.
 
-mod compress;
+pub mod compress;
 pub mod conn;
 mod exec;
 

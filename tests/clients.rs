@@ -101,6 +101,27 @@ fn pynsq_writer_and_reader_round_trip() {
 }
 
 #[test]
+fn pynsq_round_trip_over_deflate() {
+    let have_pynsq = Command::new("python3")
+        .args(["-c", "import nsq, tornado"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require(
+        have_pynsq,
+        "python3 with pynsq + tornado (tests/clients/requirements.txt)",
+    );
+
+    let broker = Broker::start(&[]);
+    let script = clients_dir().join("pynsq_roundtrip.py");
+    let mut args = vec![script.display().to_string()];
+    args.extend(script_args(&broker, "pynsq_deflate"));
+    args.push("--deflate".into());
+    run_client(&broker, "pynsq (deflate)", "python3", &args);
+}
+
+#[test]
 fn gnsq_http_client_publish_admin_and_stats() {
     let have_gnsq = Command::new("python3")
         .args(["-c", "import gnsq, gevent"])

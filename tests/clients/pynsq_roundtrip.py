@@ -5,7 +5,10 @@ A pynsq Writer publishes --count messages to --topic, half with PUB and half wit
 (batches of 50); a pynsq Reader on one channel consumes them. Exits 0 only if every publish was
 acknowledged and every distinct body was received; prints what went wrong otherwise.
 
-Usage: pynsq_roundtrip.py --tcp HOST:PORT --count N --topic T [--timeout SECONDS]
+With --deflate, both ask IDENTIFY for deflate compression, and the run fails unless every
+connection was really switched to it.
+
+Usage: pynsq_roundtrip.py --tcp HOST:PORT --count N --topic T [--timeout SECONDS] [--deflate]
 Run by tests/clients.rs; deps in tests/clients/requirements.txt (.ci/install-clients.sh).
 """
 
@@ -27,6 +30,7 @@ def main():
     ap.add_argument("--topic", required=True)
     ap.add_argument("--channel", default="pynsq")
     ap.add_argument("--timeout", type=float, default=90.0)
+    ap.add_argument("--deflate", action="store_true", help="negotiate deflate compression")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="pynsq %(levelname)s %(message)s")
 
@@ -66,7 +70,8 @@ def main():
     batches = [bodies[i:i + MPUB_BATCH] for i in range(pub_half, len(bodies), MPUB_BATCH)]
     n_commands = len(singles) + len(batches)
 
-    writer = nsq.Writer([args.tcp])
+    conn_opts = {"deflate": True, "deflate_level": 6} if args.deflate else {}
+    writer = nsq.Writer([args.tcp], **conn_opts)
 
     def publish_when_connected():
         if state["published"]:
@@ -86,6 +91,7 @@ def main():
         topic=args.topic,
         channel=args.channel,
         max_in_flight=100,
+        **conn_opts,
     )
 
     loop.call_later(0.05, publish_when_connected)
@@ -94,6 +100,13 @@ def main():
         functools.partial(finish, False, "timed out after %.0fs" % args.timeout),
     )
     loop.start()
+    if args.deflate:
+        from nsq.deflate_socket import DeflateSocket
+
+        conns = list(writer.conns.values()) + list(reader.conns.values())
+        plain = [c for c in conns if not isinstance(c.socket, DeflateSocket)]
+        if not conns or plain:
+            state["result"] = (False, "%d of %d connections not deflated" % (len(plain), len(conns)))
     reader.close()
 
     ok, why = state["result"] or (False, "loop stopped without a result")

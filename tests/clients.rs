@@ -80,8 +80,8 @@ fn script_args(broker: &Broker, topic: &str) -> Vec<String> {
     ]
 }
 
-#[test]
-fn pynsq_writer_and_reader_round_trip() {
+/// Runs `pynsq_roundtrip.py` on `topic` with `extra` arguments against a fresh broker.
+fn pynsq_round_trip(name: &str, topic: &str, extra: &[&str]) {
     let have_pynsq = Command::new("python3")
         .args(["-c", "import nsq, tornado"])
         .stdout(Stdio::null())
@@ -96,29 +96,19 @@ fn pynsq_writer_and_reader_round_trip() {
     let broker = Broker::start(&[]);
     let script = clients_dir().join("pynsq_roundtrip.py");
     let mut args = vec![script.display().to_string()];
-    args.extend(script_args(&broker, "pynsq_roundtrip"));
-    run_client(&broker, "pynsq", "python3", &args);
+    args.extend(script_args(&broker, topic));
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    run_client(&broker, name, "python3", &args);
+}
+
+#[test]
+fn pynsq_writer_and_reader_round_trip() {
+    pynsq_round_trip("pynsq", "pynsq_roundtrip", &[]);
 }
 
 #[test]
 fn pynsq_round_trip_over_deflate() {
-    let have_pynsq = Command::new("python3")
-        .args(["-c", "import nsq, tornado"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    require(
-        have_pynsq,
-        "python3 with pynsq + tornado (tests/clients/requirements.txt)",
-    );
-
-    let broker = Broker::start(&[]);
-    let script = clients_dir().join("pynsq_roundtrip.py");
-    let mut args = vec![script.display().to_string()];
-    args.extend(script_args(&broker, "pynsq_deflate"));
-    args.push("--deflate".into());
-    run_client(&broker, "pynsq (deflate)", "python3", &args);
+    pynsq_round_trip("pynsq (deflate)", "pynsq_deflate", &["--deflate"]);
 }
 
 #[test]

@@ -17,8 +17,9 @@
 //! invalid`. Then only if `feature_negotiation`: the features (TLS, snappy, deflate) are on
 //! where the client asked and the server supports them; snappy and deflate both on →
 //! `E_IDENTIFY_FAILED cannot enable both deflate and snappy compression`. Go only checks that
-//! for features it would actually enable, so a server without snappy/deflate (ours today, or Go
-//! with `--snappy=false --deflate=false`) answers `false` for both and carries on.
+//! for features it would actually enable, so a server started with `--snappy=false
+//! --deflate=false` answers `false` for both and carries on (TLS is always `false` here: not
+//! built yet).
 
 use std::borrow::Cow;
 use std::fmt;

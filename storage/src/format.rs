@@ -68,13 +68,15 @@ impl std::fmt::Display for FormatError {
     }
 }
 
-fn le_u32(bytes: &[u8], at: usize) -> u32 {
+/// The little-endian u32 at `bytes[at..at + 4]` (the caller checked the length).
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(b)
 }
 
-fn le_u64(bytes: &[u8], at: usize) -> u64 {
+/// The little-endian u64 at `bytes[at..at + 8]` (the caller checked the length).
+pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(b)

@@ -261,11 +261,8 @@ fn decode_chunk(
                 };
             }
             Ok(None) => {
-                let needs = (out.is_empty() && chunk.len() >= RECORD_HEADER_BYTES).then(|| {
-                    let mut len = [0u8; 4];
-                    len.copy_from_slice(&chunk[0..4]);
-                    format::record_encoded_len(u32::from_le_bytes(len))
-                });
+                let needs = (out.is_empty() && chunk.len() >= RECORD_HEADER_BYTES)
+                    .then(|| format::record_encoded_len(format::le_u32(chunk, 0)));
                 return Ok((out, needs));
             }
             Err(e) => return Err(corrupt(target, file_pos, &e.to_string())),
@@ -367,13 +364,9 @@ impl<F: crate::io::IoFile> Resync<'_, F> {
             return Ok(None);
         }
         let i = self.index(at)?;
-        let mut seq = [0u8; 8];
-        seq.copy_from_slice(&self.buf[i + 8..i + 16]);
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&self.buf[i..i + 4]);
-        let len = u32::from_le_bytes(len);
+        let len = format::le_u32(&self.buf, i);
         // Cheap filters first: only a plausible seq and length cost a CRC.
-        if !seqs.contains(&u64::from_le_bytes(seq)) || len > self.record_size_max {
+        if !seqs.contains(&format::le_u64(&self.buf, i + 8)) || len > self.record_size_max {
             return Ok(None);
         }
         if !self.load(at, format::record_encoded_len(len)).await? {
@@ -391,9 +384,7 @@ impl<F: crate::io::IoFile> Resync<'_, F> {
     /// Encoded length of the record whose header is loaded at `at`.
     fn len_at(&self, at: u64) -> Result<u64> {
         let i = self.index(at)?;
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&self.buf[i..i + 4]);
-        Ok(format::record_encoded_len(u32::from_le_bytes(len)))
+        Ok(format::record_encoded_len(format::le_u32(&self.buf, i)))
     }
 
     fn index(&self, at: u64) -> Result<usize> {

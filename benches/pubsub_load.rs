@@ -1,15 +1,26 @@
-//! Pub/sub load against the real `ringsq` binary, like NSQ's `bench_writer` / `bench_reader`:
-//! N publishers sending MPUB batches of 200 messages of 100 bytes (each waits for its `OK`),
-//! M consumers with RDY 2500 finishing everything they get.
+//! Pub/sub load against the real `ringsq` binary, like NSQ's `bench_writer` / `bench_reader`, with
+//! the load generator's own ceiling measured in the same run.
 //!
-//! For each broker setting it runs publish-only, then publish and consume at the same time, and
-//! prints msgs/s, MB/s, p50/p99 publish (MPUB → OK) latency, the consumer's rate, the backlog at
-//! the end, and the broker's CPU and RSS. The first setting, nsqd's defaults
-//! (`--mem-queue-size 10000`, messages may live in memory), is the baseline measured in the same
-//! run; the durable settings are printed beside it.
+//! Publishers send MPUB batches of 200 messages of 100 bytes (each waits for its `OK`); consumers
+//! SUB with RDY 2500 and FIN everything they get. Three phases per broker setting:
 //!
-//! `cargo bench --bench pubsub_load`; environment: `RINGSQ_BENCH_SECONDS` (per phase, default 5),
-//! `RINGSQ_BENCH_PUBLISHERS` (default 4), `RINGSQ_BENCH_CONSUMERS` (default 1).
+//! - `publish_only`: publishers alone for the phase time;
+//! - `publish_and_consume`: publishers and consumers at once (the consumers' rate is what counts);
+//! - `drain`: a backlog of `RINGSQ_BENCH_DRAIN_MESSAGES` (default 5 M) is published first with no
+//!   consumer, then the consumers alone take all of it.
+//!
+//! The **ceiling** is a bare server inside this process that speaks only the wire protocol: it
+//! answers every MPUB with `OK` and streams ready-made message frames into each consumer's RDY
+//! window. The same client code runs against it first, so every broker figure is printed beside
+//! what the client itself can do (`of_ceiling`). For each broker phase: msgs/s, the broker's CPU
+//! µs per message (CPU seconds of the broker process / messages of the phase), the broker's peak
+//! RSS during the phase (`VmHWM`, reset at the phase start through `/proc/<pid>/clear_refs`),
+//! and for publishing the MPUB → OK latency percentiles.
+//!
+//! `cargo bench --bench pubsub_load [-- FILTER]` (FILTER selects settings by name, `ceiling`
+//! always runs). Environment: `RINGSQ_BENCH_SECONDS` (per timed phase, default 5),
+//! `RINGSQ_BENCH_PUBLISHERS` (default 2), `RINGSQ_BENCH_CONSUMERS` (default 2),
+//! `RINGSQ_BENCH_DRAIN_MESSAGES` (default 5 000 000). No assertion on speed.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,16 +31,18 @@
 
 use hdrhistogram::Histogram;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const MSG_BYTES: usize = 100;
 const BATCH: usize = 200;
-const RDY: u32 = 2500;
+const RDY: u64 = 2500;
+/// How long a drain may take before the bench gives up on it (and says so).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -37,6 +50,10 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The broker under test
+// ---------------------------------------------------------------------------------------------
 
 struct Server {
     child: Child,
@@ -82,41 +99,53 @@ impl Server {
             _dir: dir,
         }
     }
-
-    /// (user+system CPU seconds, RSS now KiB, peak RSS KiB) from /proc.
-    fn usage(&self) -> (f64, u64, u64) {
-        let pid = self.child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        let cpu = (ticks(11) + ticks(12)) / 100.0;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (cpu, kib("VmRSS:"), kib("VmHWM:"))
-    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds and peak RSS of a process, read from `/proc`.
+#[derive(Clone, Copy)]
+struct Usage {
+    cpu_secs: f64,
+    peak_kib: u64,
+}
+
+fn usage(pid: u32) -> Usage {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Usage {
+        cpu_secs: (ticks(11) + ticks(12)) / 100.0,
+        peak_kib,
+    }
+}
+
+/// Resets the peak RSS (`VmHWM`) so the next reading is the peak of the phase that follows.
+fn reset_peak(pid: u32) {
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+        eprintln!("pubsub_load: cannot reset VmHWM of {pid}: {e}");
     }
 }
 
@@ -128,6 +157,135 @@ fn bench_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+// ---------------------------------------------------------------------------------------------
+// The ceiling: a bare server that only speaks the wire protocol
+// ---------------------------------------------------------------------------------------------
+
+/// A consumer's RDY window as the bare server tracks it.
+#[derive(Default)]
+struct Window {
+    /// (RDY, in flight).
+    state: Mutex<(u64, u64)>,
+    changed: Condvar,
+}
+
+/// Starts the bare server on 127.0.0.1:0; it runs until the process ends.
+fn start_ceiling() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || ceiling_conn(stream));
+        }
+    });
+    addr
+}
+
+fn write_frame(out: &mut Vec<u8>, kind: i32, data: &[u8]) {
+    out.extend_from_slice(&u32::try_from(4 + data.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(data);
+}
+
+/// One connection to the bare server: commands in, `OK`s and message frames out.
+fn ceiling_conn(stream: TcpStream) {
+    stream.set_nodelay(true).unwrap();
+    let mut r = BufReader::with_capacity(256 * 1024, stream.try_clone().unwrap());
+    let mut w = stream;
+    let mut magic = [0u8; 4];
+    if r.read_exact(&mut magic).is_err() {
+        return;
+    }
+    let window = Arc::new(Window::default());
+    let mut ok = Vec::new();
+    write_frame(&mut ok, 0, b"OK");
+    let mut line = Vec::new();
+    let mut body = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let cmd = line.split(|b| *b == b' ' || *b == b'\n').next().unwrap();
+        match cmd {
+            b"PUB" | b"MPUB" => {
+                let mut len = [0u8; 4];
+                if r.read_exact(&mut len).is_err() {
+                    break;
+                }
+                body.resize(usize::try_from(u32::from_be_bytes(len)).unwrap(), 0);
+                if r.read_exact(&mut body).is_err() || w.write_all(&ok).is_err() {
+                    break;
+                }
+            }
+            b"SUB" => {
+                if w.write_all(&ok).is_err() {
+                    break;
+                }
+                let (w2, window) = (w.try_clone().unwrap(), Arc::clone(&window));
+                thread::spawn(move || ceiling_stream(w2, &window));
+            }
+            b"RDY" => {
+                let n = std::str::from_utf8(&line[4..line.len() - 1])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                window.state.lock().unwrap().0 = n;
+                window.changed.notify_one();
+            }
+            b"FIN" => {
+                let mut st = window.state.lock().unwrap();
+                st.1 = st.1.saturating_sub(1);
+                if st.1 + 64 <= st.0 {
+                    window.changed.notify_one();
+                }
+            }
+            _ => {}
+        }
+    }
+    window.state.lock().unwrap().0 = u64::MAX; // tells the streamer to stop
+    window.changed.notify_one();
+}
+
+/// Streams ready-made message frames while the consumer's window has room.
+fn ceiling_stream(mut w: TcpStream, window: &Window) {
+    const BLOCK: u64 = 64;
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&1_700_000_000_000_000_000i64.to_be_bytes());
+    frame.extend_from_slice(&1u16.to_be_bytes());
+    frame.extend_from_slice(b"0123456789abcdef");
+    frame.extend_from_slice(&[b'x'; MSG_BYTES]);
+    let mut block = Vec::new();
+    for _ in 0..BLOCK {
+        write_frame(&mut block, 2, &frame);
+    }
+    let one = block.len() / usize::try_from(BLOCK).unwrap();
+    loop {
+        let n = {
+            let mut st = window.state.lock().unwrap();
+            loop {
+                if st.0 == u64::MAX {
+                    return;
+                }
+                let room = st.0.saturating_sub(st.1).min(BLOCK);
+                if room > 0 && (room == BLOCK || st.1 == 0) {
+                    st.1 += room;
+                    break room;
+                }
+                st = window.changed.wait(st).unwrap();
+            }
+        };
+        let bytes = &block[..one * usize::try_from(n).unwrap()];
+        if w.write_all(bytes).is_err() {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator (the same code against the broker and the ceiling)
+// ---------------------------------------------------------------------------------------------
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -159,14 +317,27 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<i32> {
     Ok(i32::from_be_bytes(hdr[4..8].try_into().unwrap()))
 }
 
-/// One publisher: MPUB, wait for OK, repeat until `stop`. Returns (messages, latency histogram).
-fn publisher(addr: SocketAddr, topic: &str, stop: &AtomicBool) -> (u64, Histogram<u64>) {
+/// One publisher: MPUB, wait for OK, repeat until `stop` or until `budget` messages are
+/// claimed. Returns (messages, latency histogram).
+fn publisher(
+    addr: SocketAddr,
+    topic: &str,
+    stop: &AtomicBool,
+    budget: &AtomicU64,
+) -> (u64, Histogram<u64>) {
     let mut s = connect(addr);
     let cmd = mpub_command(topic);
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let mut buf = Vec::new();
     let mut sent = 0;
+    let batch = BATCH as u64;
     while !stop.load(Ordering::Relaxed) {
+        let claimed = budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(batch)
+        });
+        if claimed.is_err() {
+            break;
+        }
         let t = Instant::now();
         s.write_all(&cmd).unwrap();
         loop {
@@ -178,12 +349,13 @@ fn publisher(addr: SocketAddr, topic: &str, stop: &AtomicBool) -> (u64, Histogra
         }
         hist.record(u64::try_from(t.elapsed().as_micros()).unwrap())
             .unwrap();
-        sent += BATCH as u64;
+        sent += batch;
     }
     (sent, hist)
 }
 
-/// One consumer: SUB, RDY 2500, FIN everything (FINs written in batches). Counts into `received`.
+/// One consumer: SUB, RDY 2500, FIN everything (FINs written in batches). Counts into
+/// `received`; stops when `stop` is set.
 fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU64) {
     let mut s = connect(addr);
     write!(s, "SUB {topic} bench\nRDY {RDY}\n").unwrap();
@@ -220,93 +392,216 @@ fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU
     }
 }
 
+/// What one phase did.
 struct Phase {
     published: u64,
     consumed: u64,
     secs: f64,
     hist: Histogram<u64>,
-    cpu_secs: f64,
-    rss_kib: u64,
-    peak_kib: u64,
+    /// Broker CPU seconds and peak RSS during the phase (`None` for the ceiling).
+    broker: Option<Usage>,
 }
 
-fn run_phase(server: &Server, topic: &str, publishers: u64, consumers: u64, secs: u64) -> Phase {
-    let stop = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicU64::new(0));
-    let consumer_threads: Vec<_> = (0..consumers)
-        .map(|_| {
-            let (stop, received, topic) =
-                (Arc::clone(&stop), Arc::clone(&received), topic.to_owned());
-            let addr = server.addr;
-            thread::spawn(move || consumer(addr, &topic, &stop, &received))
-        })
-        .collect();
-    let (cpu0, _, _) = server.usage();
-    let start = Instant::now();
-    let publisher_threads: Vec<_> = (0..publishers)
-        .map(|_| {
-            let (stop, topic, addr) = (Arc::clone(&stop), topic.to_owned(), server.addr);
-            thread::spawn(move || publisher(addr, &topic, &stop))
-        })
-        .collect();
-    thread::sleep(Duration::from_secs(secs));
-    stop.store(true, Ordering::Relaxed);
-    let mut hist = Histogram::<u64>::new(3).unwrap();
-    let mut published = 0;
-    for t in publisher_threads {
-        let (n, h) = t.join().unwrap();
-        published += n;
-        hist.add(h).unwrap();
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let consumed = received.load(Ordering::Relaxed);
-    let (cpu1, rss_kib, peak_kib) = server.usage();
-    for t in consumer_threads {
-        t.join().unwrap();
-    }
-    Phase {
-        published,
-        consumed,
-        secs: elapsed,
-        hist,
-        cpu_secs: cpu1 - cpu0,
-        rss_kib,
-        peak_kib,
+/// Publishers (and consumers, if any) for `secs`, or until `budget` messages are published
+/// and, with consumers, `consume_target` are received.
+struct Load<'a> {
+    addr: SocketAddr,
+    pid: Option<u32>,
+    topic: &'a str,
+    publishers: u64,
+    consumers: u64,
+}
+
+impl Load<'_> {
+    fn run(&self, secs: Option<u64>, budget: u64, consume_target: Option<u64>) -> Phase {
+        let stop = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicU64::new(0));
+        let budget = Arc::new(AtomicU64::new(budget));
+        let before = self.pid.map(|pid| {
+            reset_peak(pid);
+            usage(pid)
+        });
+        let start = Instant::now();
+        let consumer_threads: Vec<_> = (0..self.consumers)
+            .map(|_| {
+                let (stop, received, topic) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&received),
+                    self.topic.to_owned(),
+                );
+                let addr = self.addr;
+                thread::spawn(move || consumer(addr, &topic, &stop, &received))
+            })
+            .collect();
+        let publisher_threads: Vec<_> = (0..self.publishers)
+            .map(|_| {
+                let (stop, budget, topic) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&budget),
+                    self.topic.to_owned(),
+                );
+                let addr = self.addr;
+                thread::spawn(move || publisher(addr, &topic, &stop, &budget))
+            })
+            .collect();
+        wait_phase(secs, consume_target, &received, &budget, start);
+        stop.store(true, Ordering::Relaxed);
+        let mut hist = Histogram::<u64>::new(3).unwrap();
+        let mut published = 0;
+        for t in publisher_threads {
+            let (n, h) = t.join().unwrap();
+            published += n;
+            hist.add(h).unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let consumed = received.load(Ordering::Relaxed);
+        let broker = self.pid.zip(before).map(|(pid, before)| {
+            let after = usage(pid);
+            Usage {
+                cpu_secs: after.cpu_secs - before.cpu_secs,
+                peak_kib: after.peak_kib,
+            }
+        });
+        for t in consumer_threads {
+            t.join().unwrap();
+        }
+        Phase {
+            published,
+            consumed,
+            secs,
+            hist,
+            broker,
+        }
     }
 }
 
-fn print_phase(setting: &str, phase: &str, p: &Phase) {
+/// Waits for the phase's end: `secs`, or the consume target, or the publish budget spent.
+fn wait_phase(
+    secs: Option<u64>,
+    consume_target: Option<u64>,
+    received: &AtomicU64,
+    budget: &AtomicU64,
+    start: Instant,
+) {
+    loop {
+        thread::sleep(Duration::from_millis(5));
+        let elapsed = start.elapsed();
+        let timed_out = secs.map_or(elapsed > DRAIN_TIMEOUT, |s| elapsed.as_secs() >= s);
+        let done = match consume_target {
+            Some(n) => received.load(Ordering::Relaxed) >= n,
+            None => secs.is_none() && budget.load(Ordering::Relaxed) < BATCH as u64,
+        };
+        if timed_out || done {
+            if timed_out && secs.is_none() {
+                eprintln!("pubsub_load: phase gave up after {DRAIN_TIMEOUT:?}");
+            }
+            return;
+        }
+    }
+}
+
+/// msgs/s of a phase: the consumers' rate when there are consumers, else the publishers'.
+fn rate(p: &Phase) -> f64 {
+    let n = if p.consumed > 0 {
+        p.consumed
+    } else {
+        p.published
+    };
+    n as f64 / p.secs
+}
+
+fn print_phase(setting: &str, phase: &str, p: &Phase, ceiling: Option<f64>) {
     let pub_rate = p.published as f64 / p.secs;
     let sub_rate = p.consumed as f64 / p.secs;
-    println!(
-        "pubsub_load setting={setting} phase={phase} pub_msgs_per_s={:.0} pub_mb_s={:.1} \
-         pub_p50_us={} pub_p99_us={} sub_msgs_per_s={:.0} backlog_end={} broker_cpu_pct={:.0} \
-         broker_rss_mib={:.1} broker_peak_rss_mib={:.1}",
-        pub_rate,
-        pub_rate * MSG_BYTES as f64 / 1e6,
-        p.hist.value_at_quantile(0.50),
-        p.hist.value_at_quantile(0.99),
-        sub_rate,
-        p.published.saturating_sub(p.consumed),
-        100.0 * p.cpu_secs / p.secs,
-        p.rss_kib as f64 / 1024.0,
-        p.peak_kib as f64 / 1024.0,
+    let of_ceiling = ceiling.map_or_else(|| "-".to_owned(), |c| format!("{:.2}", rate(p) / c));
+    let (cpu, peak) = p.broker.map_or_else(
+        || ("-".to_owned(), "-".to_owned()),
+        |u| {
+            let msgs = p.consumed.max(p.published).max(1) as f64;
+            (
+                format!("{:.2}", u.cpu_secs * 1e6 / msgs),
+                format!("{:.1}", u.peak_kib as f64 / 1024.0),
+            )
+        },
     );
+    let latency = if p.published > 0 {
+        format!(
+            " pub_p50_us={} pub_p99_us={}",
+            p.hist.value_at_quantile(0.50),
+            p.hist.value_at_quantile(0.99)
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "pubsub_load setting={setting} phase={phase} msgs_per_s={:.0} of_ceiling={of_ceiling} \
+         pub_msgs_per_s={pub_rate:.0} sub_msgs_per_s={sub_rate:.0}{latency} \
+         broker_cpu_us_per_msg={cpu} broker_peak_rss_mib={peak} secs={:.1}",
+        rate(p),
+        p.secs,
+    );
+}
+
+/// The three phases against one target; returns their rates (for the ceiling).
+fn run_target(
+    setting: &str,
+    addr: SocketAddr,
+    pid: Option<u32>,
+    cfg: &Config,
+    ceiling: Option<&[f64; 3]>,
+) -> [f64; 3] {
+    let load = |topic: &'static str, publishers, consumers| Load {
+        addr,
+        pid,
+        topic,
+        publishers,
+        consumers,
+    };
+    let p = load("bench_pub", cfg.publishers, 0).run(Some(cfg.secs), u64::MAX, None);
+    print_phase(setting, "publish_only", &p, ceiling.map(|c| c[0]));
+    let pub_only = rate(&p);
+    let p = load("bench_pubsub", cfg.publishers, cfg.consumers).run(Some(cfg.secs), u64::MAX, None);
+    print_phase(setting, "publish_and_consume", &p, ceiling.map(|c| c[1]));
+    let pubsub = rate(&p);
+    // The backlog: published with no consumer, then drained by the consumers alone.
+    if pid.is_some() {
+        let fill = load("bench_drain", cfg.publishers, 0).run(None, cfg.drain, None);
+        print_phase(setting, "drain_fill", &fill, None);
+    }
+    let p = load("bench_drain", 0, cfg.consumers).run(None, 0, Some(cfg.drain));
+    print_phase(setting, "drain", &p, ceiling.map(|c| c[2]));
+    [pub_only, pubsub, rate(&p)]
+}
+
+struct Config {
+    secs: u64,
+    publishers: u64,
+    consumers: u64,
+    drain: u64,
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument selects settings by name.
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let secs = env_u64("RINGSQ_BENCH_SECONDS", 5);
-    let publishers = env_u64("RINGSQ_BENCH_PUBLISHERS", 4);
-    let consumers = env_u64("RINGSQ_BENCH_CONSUMERS", 1);
+    let cfg = Config {
+        secs: env_u64("RINGSQ_BENCH_SECONDS", 5),
+        publishers: env_u64("RINGSQ_BENCH_PUBLISHERS", 2),
+        consumers: env_u64("RINGSQ_BENCH_CONSUMERS", 2),
+        drain: env_u64("RINGSQ_BENCH_DRAIN_MESSAGES", 5_000_000) / BATCH as u64 * BATCH as u64,
+    };
     println!(
-        "pubsub_load: {publishers} publishers x MPUB {BATCH} x {MSG_BYTES} B, {consumers} consumer(s) RDY {RDY}, \
-         {secs} s per phase, data under {}",
+        "pubsub_load: {} publishers x MPUB {BATCH} x {MSG_BYTES} B, {} consumer(s) RDY {RDY} \
+         FIN all, {} s per timed phase, drain of {} messages, data under {}",
+        cfg.publishers,
+        cfg.consumers,
+        cfg.secs,
+        cfg.drain,
         bench_dir().display()
     );
+    let ceiling_addr = start_ceiling();
+    let ceiling = run_target("ceiling", ceiling_addr, None, &cfg, None);
     let settings: [(&str, &[&str]); 3] = [
-        ("baseline_defaults", &[]),
+        ("defaults", &[]),
         ("mem_queue_size_0", &["--mem-queue-size", "0"]),
         (
             "mem_queue_size_0_ack_after_sync",
@@ -318,9 +613,12 @@ fn main() {
             continue;
         }
         let server = Server::start(flags);
-        let p = run_phase(&server, "bench_pub", publishers, 0, secs);
-        print_phase(name, "publish_only", &p);
-        let p = run_phase(&server, "bench_pubsub", publishers, consumers, secs);
-        print_phase(name, "publish_and_consume", &p);
+        run_target(
+            name,
+            server.addr,
+            Some(server.child.id()),
+            &cfg,
+            Some(&ceiling),
+        );
     }
 }

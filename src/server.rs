@@ -131,6 +131,7 @@ pub async fn run(
     tracing::info!("TCP: listening on {bound}");
     let node = crate::node::Node::new(Rc::clone(&broker), bound, http_addr);
     tokio::task::spawn_local(Rc::clone(&broker).checkpoint_loop());
+    tokio::task::spawn_local(Rc::clone(&broker).recent_save_loop());
     tokio::task::spawn_local(Rc::clone(&broker).metadata_loop());
     tokio::task::spawn_local(crate::loops::lookup::manager(Rc::clone(&node)));
     tokio::task::spawn_local(crate::loops::statsd::run(Rc::clone(&node)));

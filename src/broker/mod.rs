@@ -16,7 +16,6 @@ pub mod store;
 pub mod topic;
 
 use crate::options::Options;
-use channel::ChannelSnapshot;
 use client::Client;
 use events::{Events, MetaEvent};
 use ringsq_storage::{Log, LogConfig, UringIo};
@@ -62,6 +61,9 @@ pub struct BrokerConfig {
 /// memory the way nsqd's `--mem-queue-size` does (by count there): 16 MiB is ~120k messages of
 /// 100 bytes, plenty for a consumer that keeps up; one that falls further behind reads the disk.
 const TOPIC_CACHE_BYTES_MAX: usize = 16 << 20;
+
+/// How often changed channel states are saved between sync points (without an fsync).
+const RECENT_SAVE_PERIOD: Duration = Duration::from_millis(100);
 
 impl BrokerConfig {
     pub fn from_options(o: &Options) -> Self {
@@ -198,30 +200,8 @@ impl Broker {
         })?;
         for name in names_in(entries, paths::channel_name_of) {
             let path = paths::channel_file(data, &topic.name, &name);
-            let snap = match ringsq_storage::read_small_file(&self.cfg.io, &path).await? {
-                Some(bytes) => serde_json::from_slice::<ChannelSnapshot>(&bytes).ok(),
-                None => None,
-            };
-            let Some(snap) = snap else {
-                // Unreadable state: start from the oldest record (duplicates, never loss).
-                tracing::error!(
-                    "channel state {} is unreadable: redelivering from the start of the log",
-                    path.display()
-                );
-                let first = topic.store().first();
-                let fallback = ChannelSnapshot {
-                    version: channel::CHANNEL_SNAPSHOT_VERSION,
-                    cursor: channel::SnapPos {
-                        seq: first.seq,
-                        offset: first.offset,
-                    },
-                    outstanding: Vec::new(),
-                    skip: Vec::new(),
-                };
-                topic.restore_channel(&name, &fallback).await;
-                continue;
-            };
-            topic.restore_channel(&name, &snap).await;
+            let saved = channel::Saved::read(&path).await?;
+            topic.restore_channel(&name, &saved);
         }
         Ok(())
     }
@@ -343,6 +323,20 @@ impl Broker {
             }
             for topic in self.topics() {
                 topic.checkpoint().await;
+            }
+        }
+    }
+
+    /// Between sync points: channel states that changed are saved without an fsync every
+    /// [`RECENT_SAVE_PERIOD`], so a `kill -9` repeats only what was finished since. Runs until exit.
+    pub async fn recent_save_loop(self: Rc<Self>) {
+        loop {
+            tokio::time::sleep(RECENT_SAVE_PERIOD).await;
+            if self.exiting.get() {
+                return;
+            }
+            for topic in self.topics() {
+                topic.save_recent().await;
             }
         }
     }

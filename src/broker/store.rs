@@ -1,10 +1,23 @@
 //! Where a topic's messages live: its durable log, or (for `#ephemeral` topics, which are never
-//! persisted) a bounded queue in memory. Channels read both the same way, as cursors.
+//! persisted) a bounded queue in memory. Channels read both the same way, as cursors, and see
+//! only what the ack policy has made safe ([`Visible`]).
 
 use bytes::Bytes;
 use ringsq_storage::{Log, Position, Record, UringIo};
 use std::cell::RefCell;
 use std::collections::VecDeque;
+
+/// How far consumers may read a topic's log: what the ack policy has made safe, so that a crash
+/// never takes back a message a consumer already processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visible {
+    /// Every appended record, written or not (nsqd's defaults: the memory tail is served).
+    Appended,
+    /// Records written to the log (`--mem-queue-size 0`: survive `kill -9`).
+    Written,
+    /// Records covered by an fdatasync (`--ack-after-sync`: survive a power cut).
+    Synced,
+}
 
 #[derive(Debug)]
 pub enum Store {
@@ -45,8 +58,8 @@ impl MemQueue {
 pub enum Appended {
     /// In the log at this position (the ack policy decides how long to wait for it).
     Log(Position),
-    /// In memory (ephemeral topic).
-    Memory,
+    /// In memory at this position (ephemeral topic).
+    Memory(Position),
     /// Dropped: an ephemeral topic's queue is full.
     Dropped,
 }
@@ -61,8 +74,9 @@ impl Store {
                     q.dropped += 1;
                     return Ok(Appended::Dropped);
                 }
+                let pos = q.end();
                 q.records.push_back(data);
-                Ok(Appended::Memory)
+                Ok(Appended::Memory(pos))
             }
         }
     }
@@ -84,8 +98,35 @@ impl Store {
         }
     }
 
-    /// Records from `from` on (at most `max_records`). A cursor below the first retained
-    /// record (possible only for memory queues after a drop) restarts at the first one.
+    /// The end of what consumers may see (a memory queue has nothing to wait for).
+    pub fn visible_end(&self, visible: Visible) -> Position {
+        match (self, visible) {
+            (Store::Durable(log), Visible::Written) => log.written(),
+            (Store::Durable(log), Visible::Synced) => log.synced(),
+            (Store::Durable(log), Visible::Appended) => log.end(),
+            (Store::Memory(q), _) => q.borrow().end(),
+        }
+    }
+
+    /// Waits until records below `seq_end` are visible (or can no longer become so).
+    pub async fn wait_visible(&self, visible: Visible, seq_end: u64) {
+        match (self, visible) {
+            (Store::Durable(log), Visible::Written) => log.wait_reached(seq_end, false).await,
+            (Store::Durable(log), Visible::Synced) => log.wait_reached(seq_end, true).await,
+            (Store::Durable(_), Visible::Appended) | (Store::Memory(_), _) => {}
+        }
+    }
+
+    /// The log's roll-back generation (0 for a memory queue, which never rolls back).
+    pub fn rollback_gen(&self) -> u64 {
+        self.log().map_or(0, Log::rollback_gen)
+    }
+
+    /// See [`Log::rolled_back_since`].
+    pub fn rolled_back_since(&self, gen: u64) -> Option<Position> {
+        self.log().and_then(|log| log.rolled_back_since(gen))
+    }
+
     /// Where reading can go on after `read(from)` failed with `Error::Corrupt` (see
     /// `Log::skip_damaged`); the memory queue is never damaged.
     pub async fn skip_damaged(&self, from: Position) -> Result<Position, ringsq_storage::Error> {
@@ -95,14 +136,17 @@ impl Store {
         }
     }
 
+    /// Records from `from` on (at most `max_records`, about `max_bytes` of data; at least one if
+    /// any). A cursor below the first retained record (possible only for memory queues after a
+    /// drop) restarts at the first one.
     pub async fn read(
         &self,
         from: Position,
         max_records: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Record>, ringsq_storage::Error> {
-        const READ_BYTES_MAX: usize = 4 << 20;
         match self {
-            Store::Durable(log) => log.read(from, max_records, READ_BYTES_MAX).await,
+            Store::Durable(log) => log.read(from, max_records, max_bytes).await,
             Store::Memory(q) => {
                 let q = q.borrow();
                 let start = from.seq.max(q.first_seq);

@@ -1,11 +1,11 @@
 //! A topic: one store (its log, written once per message), its channels (cursors over it), and
 //! the publish path with the ack policy that decides how long an `OK` waits for the disk.
 
-use super::channel::{Channel, ChannelConfig, ChannelSnapshot, TopicLink};
+use super::channel::{Channel, ChannelConfig, Saved, TopicLink};
 use super::guid::{now_ns, GuidFactory};
 use super::message::StoredMessage;
 use super::paths;
-use super::store::{Appended, Store};
+use super::store::{Appended, Store, Visible};
 use super::BrokerConfig;
 use bytes::Bytes;
 use ringsq_storage::{Log, Position, Ticket, UringIo};
@@ -58,6 +58,13 @@ impl Topic {
             max_msg_timeout: cfg.max_msg_timeout,
             max_channel_consumers: cfg.max_channel_consumers,
             e2e: cfg.e2e.clone(),
+            visible: if cfg.ack_after_sync {
+                Visible::Synced
+            } else if cfg.mem_queue_size == 0 {
+                Visible::Written
+            } else {
+                Visible::Appended
+            },
         });
         Rc::new(Self {
             backlog_start: Cell::new(store.first()),
@@ -109,8 +116,18 @@ impl Topic {
                 body: body.clone(),
             };
             let appended = self.store.append(msg.encode())?;
-            if !matches!(appended, Appended::Dropped) {
+            let pos = match appended {
+                Appended::Log(pos) | Appended::Memory(pos) => Some(pos),
+                Appended::Dropped => None,
+            };
+            if let Some(pos) = pos {
                 stored += 1;
+                if deliver_at_ns != 0 && !self.paused.get() {
+                    // nsqd puts a DPUB straight into every channel's deferred queue.
+                    for c in self.channels.borrow().values() {
+                        c.take_deferred_ahead(pos, deliver_at_ns);
+                    }
+                }
             }
             last = Some(appended);
             self.message_count.set(self.message_count.get() + 1);
@@ -187,7 +204,7 @@ impl Topic {
         // The backlog a first channel takes reaches it now (nsqd's topic pump puts it there).
         let backlog = self.store.end().seq.saturating_sub(start.seq);
         channel.counters.message_count.set(backlog);
-        self.persist_channel(&channel).await?;
+        self.save_channel(&channel).await?;
         self.insert_channel(&channel);
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
         self.cfg
@@ -225,11 +242,17 @@ impl Topic {
             .insert(channel.name.clone(), Rc::clone(channel));
     }
 
-    /// Re-creates a channel from its state file at start-up.
-    pub async fn restore_channel(&self, name: &str, snap: &ChannelSnapshot) {
+    /// Re-creates a channel from its saved state at start-up (from the start of the log when
+    /// none is readable: duplicates, never loss).
+    pub fn restore_channel(&self, name: &str, saved: &Saved) {
         let channel = self.new_channel(name, self.store.first());
-        channel.restore(snap).await;
-        channel.dirty.set(false);
+        if saved.newest().is_none() {
+            tracing::error!(topic = %self.name, channel = %name,
+                "no readable channel state: redelivering from the start of the log");
+        }
+        channel.restore(saved);
+        channel.dirty.set(saved.newest().is_none());
+        channel.dirty_recent.set(false);
         self.insert_channel(&channel);
     }
 
@@ -274,40 +297,50 @@ impl Topic {
 
     // ----- persistence, retention ------------------------------------------------------------
 
-    fn channel_path(&self, channel: &str) -> Option<PathBuf> {
-        let data = self.cfg.data_path.as_ref()?;
-        Some(paths::channel_file(data, &self.name, channel))
-    }
-
-    async fn persist_channel(&self, channel: &Channel) -> Result<(), ringsq_storage::Error> {
-        let (Some(log), Some(path), false) = (
-            self.store.log(),
-            self.channel_path(&channel.name),
-            channel.ephemeral,
-        ) else {
-            return Ok(());
-        };
-        let snap = channel.snapshot(log.synced());
-        let bytes = serde_json::to_vec(&snap).unwrap_or_default();
-        channel.dirty.set(false);
-        let result = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
-        if result.is_err() {
-            channel.dirty.set(true);
+    fn channel_path(&self, channel: &Channel) -> Option<PathBuf> {
+        if channel.ephemeral || self.store.log().is_none() {
+            return None;
         }
-        result
+        let data = self.cfg.data_path.as_ref()?;
+        Some(paths::channel_file(data, &self.name, &channel.name))
     }
 
-    /// Writes the state of every changed durable channel now; the first error is returned.
+    /// Saves a channel's state durably (nothing for ephemeral channels).
+    async fn save_channel(&self, channel: &Channel) -> Result<(), ringsq_storage::Error> {
+        match self.channel_path(channel) {
+            Some(path) => channel.save_durable(&path).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Saves the state of every changed durable channel now; the first error is returned.
     pub async fn persist_channels(&self) -> Result<(), ringsq_storage::Error> {
         for channel in self.channels() {
             if channel.dirty.get() && !channel.deleted.get() {
-                self.persist_channel(&channel).await?;
+                self.save_channel(&channel).await?;
             }
         }
         Ok(())
     }
 
-    /// Persists every changed channel, then lets the log drop what no channel needs any more.
+    /// Between sync points: saves what changed in each channel without an fsync (every ~100 ms),
+    /// so that a `kill -9` delivers again only what was finished since.
+    pub async fn save_recent(&self) {
+        for channel in self.channels() {
+            let Some(path) = self.channel_path(&channel) else {
+                continue;
+            };
+            if channel.deleted.get() {
+                continue;
+            }
+            if let Err(e) = channel.save_recent(&path).await {
+                tracing::error!(topic = %self.name, channel = %channel.name, "saving channel state: {e}");
+            }
+        }
+    }
+
+    /// The sync point: parks long waits, saves every changed channel durably, then lets the log
+    /// drop what no channel needs any more.
     pub async fn checkpoint(&self) {
         for channel in self.channels() {
             // Whatever would wait past the next sync point moves out of the topic's log first.
@@ -315,7 +348,7 @@ impl Topic {
                 tracing::error!(topic = %self.name, channel = %channel.name, "parking messages: {e}");
             }
             if channel.dirty.get() && !channel.deleted.get() {
-                if let Err(e) = self.persist_channel(&channel).await {
+                if let Err(e) = self.save_channel(&channel).await {
                     tracing::error!(topic = %self.name, channel = %channel.name, "saving channel state: {e}");
                 }
             }
@@ -333,7 +366,7 @@ impl Topic {
         } else {
             durable
         };
-        let lowest = pool.iter().map(|c| c.low_water_mark().seq).min();
+        let lowest = pool.iter().map(|c| c.retention_floor().seq).min();
         let floor = match lowest {
             Some(seq) => seq,
             None => self.backlog_start.get().seq,

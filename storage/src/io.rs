@@ -54,8 +54,8 @@ pub trait Io: Clone + std::fmt::Debug + 'static {
 /// An open file of an [`Io`] backend.
 #[allow(async_fn_in_trait)]
 pub trait IoFile: std::fmt::Debug + 'static {
-    /// Reads up to `buf.capacity()` bytes at `pos` into `buf` (cleared first; its length is set to
-    /// the bytes read, 0 at end of file).
+    /// Reads up to `buf.capacity() - buf.len()` bytes at `pos` into `buf`'s spare capacity,
+    /// appending them (its length grows by the bytes read, 0 at end of file).
     async fn read_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>);
     /// Writes all of `buf` at `pos`. On error some prefix may have been written.
     async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>);
@@ -69,16 +69,30 @@ pub trait IoFile: std::fmt::Debug + 'static {
 
 /// Reads `[pos, pos + len)` of a file, fewer bytes only at end of file.
 pub async fn read_exact_or_eof<F: IoFile>(file: &F, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        let want = len - out.len();
-        let at = pos + u64::try_from(out.len()).map_err(io::Error::other)?;
-        let (res, chunk) = file.read_at(Vec::with_capacity(want), at).await;
-        let n = res?;
-        if n == 0 {
-            break;
+    let (res, buf) = read_exact_into(file, pos, Vec::with_capacity(len)).await;
+    res.map(|()| buf)
+}
+
+/// Fills `buf` (cleared first) with `[pos, pos + buf.capacity())` of a file, straight from the
+/// kernel into the buffer (no copy), fewer bytes only at end of file. The buffer comes back in
+/// every case, so a caller can reuse it.
+pub async fn read_exact_into<F: IoFile>(
+    file: &F,
+    pos: u64,
+    mut buf: Vec<u8>,
+) -> (io::Result<()>, Vec<u8>) {
+    buf.clear();
+    while buf.len() < buf.capacity() {
+        let Ok(done) = u64::try_from(buf.len()) else {
+            return (Err(io::Error::other("read too large")), buf);
+        };
+        let (res, back) = file.read_at(buf, pos + done).await;
+        buf = back;
+        match res {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return (Err(e), buf),
         }
-        out.extend_from_slice(&chunk[..n.min(chunk.len())]);
     }
-    Ok(out)
+    (Ok(()), buf)
 }

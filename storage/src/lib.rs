@@ -142,7 +142,7 @@ pub use error::Error;
 pub use io::mem::{CrashMode, Fault, MemIo, Op};
 pub use io::{Io, IoFile, OpenMode, UringIo};
 pub use log::{Log, LogConfig, LogStats, Ticket};
-pub use meta::{atomic_write, read_small_file};
+pub use meta::{atomic_write, read_small_file, replace_unsynced};
 pub use paths::{checkpoint_path, segment_file_name, segment_path};
 pub use position::{Position, Record};
 pub use recovery::{RecoveryAction, RecoveryReport};

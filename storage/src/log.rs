@@ -92,8 +92,8 @@ pub(crate) struct State {
     /// Segments dropped by `retain_from` whose files the writer has yet to delete.
     pub doomed: Vec<SegmentInfo>,
     pub rollback_gen: u64,
-    /// (generation, seq rolled back to, error) of recent ENOSPC roll-backs.
-    pub rollbacks: VecDeque<(u64, u64, Error)>,
+    /// (generation, position rolled back to, error) of recent ENOSPC roll-backs.
+    pub rollbacks: VecDeque<(u64, Position, Error)>,
     pub stats: LogStats,
 }
 
@@ -124,14 +124,14 @@ impl State {
         self.rollbacks
             .iter()
             .filter(|(gen, _, _)| *gen > entry_gen)
-            .find(|(_, seq, _)| seq_end > *seq)
+            .find(|(_, pos, _)| seq_end > pos.seq)
             .map(|r| r.2.clone())
     }
 
     pub fn record_rollback(&mut self, error: Error) {
         self.rollback_gen += 1;
         self.rollbacks
-            .push_back((self.rollback_gen, self.written.seq, error));
+            .push_back((self.rollback_gen, self.written, error));
         if self.rollbacks.len() > ROLLBACKS_KEPT_MAX {
             self.rollbacks.pop_front();
         }
@@ -371,6 +371,51 @@ impl<I: Io> Log<I> {
             }
             notified.await;
         }
+    }
+
+    /// Resolves once `written()` (with `synced`, `synced()`) reaches `seq_end`, or once that can
+    /// no longer happen by waiting (the log failed, closed, or rolled back below `seq_end`).
+    /// Unlike [`Log::wait_synced`] it asks for no fdatasync: readers that may only see durable
+    /// records wait here for the writers' policy to get there.
+    pub async fn wait_reached(&self, seq_end: u64, synced: bool) {
+        let shared = self.shared();
+        loop {
+            let notified = shared.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = shared.state.borrow();
+                let reached = if synced { st.synced } else { st.written };
+                if reached.seq >= seq_end
+                    || st.end.seq < seq_end
+                    || st.error.is_some()
+                    || st.writer_done
+                {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Counts ENOSPC roll-backs so far (see [`Log::rolled_back_since`]).
+    pub fn rollback_gen(&self) -> u64 {
+        self.shared().state.borrow().rollback_gen
+    }
+
+    /// After roll-backs newer than generation `gen`: the lowest position rolled back to. Records
+    /// at or above it that a reader saw before (appended, never written) are gone, and their
+    /// seqs are given to later appends. `None` when nothing was rolled back since `gen`.
+    pub fn rolled_back_since(&self, gen: u64) -> Option<Position> {
+        let st = self.shared().state.borrow();
+        if st.rollback_gen == gen {
+            return None;
+        }
+        let kept = st.rollbacks.iter().filter(|(g, _, _)| *g > gen);
+        // History trimmed past `gen`: the oldest kept roll-back is the best bound there is.
+        kept.map(|(_, pos, _)| *pos)
+            .min()
+            .or_else(|| st.rollbacks.front().map(|r| r.1))
     }
 
     /// Resolves when `written().seq >= seq_end`, or with the error that failed those records.

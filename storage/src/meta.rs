@@ -15,6 +15,18 @@ pub const SMALL_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Replaces `path` with `data` atomically and durably.
 pub async fn atomic_write<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()> {
+    replace(io, path, data, true).await
+}
+
+/// Replaces `path` with `data` atomically but without any fsync: after a process crash
+/// (`kill -9`) `path` holds the old or the new contents; after a power cut it may hold either,
+/// or (on file systems that do not order a rename after the data it replaces) be empty or torn.
+/// For state that is also saved durably elsewhere and only shortens what a restart repeats.
+pub async fn replace_unsynced<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()> {
+    replace(io, path, data, false).await
+}
+
+async fn replace<I: Io>(io: &I, path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let temp = paths::temp_path(path);
     let file = io
         .open(&temp, OpenMode::CreateTruncate)
@@ -22,13 +34,18 @@ pub async fn atomic_write<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()>
         .map_err(|e| Error::io("create", &temp, e))?;
     let (written, _buf) = file.write_all_at(data.to_vec(), 0).await;
     written.map_err(|e| Error::io("write", &temp, e))?;
-    file.sync_data()
-        .await
-        .map_err(|e| Error::io("fdatasync", &temp, e))?;
+    if durable {
+        file.sync_data()
+            .await
+            .map_err(|e| Error::io("fdatasync", &temp, e))?;
+    }
     drop(file);
     io.rename(&temp, path)
         .await
         .map_err(|e| Error::io("rename", path, e))?;
+    if !durable {
+        return Ok(());
+    }
     let dir = paths::parent_dir(path);
     io.sync_dir(&dir)
         .await

@@ -1,6 +1,11 @@
 //! Reads: recent records from the in-memory cache, older ones from segment files with `io_uring`
-//! reads (one chunk read, several records decoded, each CRC verified, data sliced from the
-//! chunk without copying).
+//! reads (one chunk read straight into its buffer, several records decoded, each CRC verified,
+//! data sliced from the chunk without copying).
+//!
+//! A chunk is sized from what the caller asked for (`max_bytes`, between
+//! [`READ_CHUNK_BYTES_MIN`] and [`READ_CHUNK_BYTES_MAX`], or exactly one record when that is
+//! larger), so a read never pulls megabytes from the page cache to return a few records, and the
+//! records returned pin only that chunk.
 //!
 //! `io_uring` reads were chosen over memmap2: a page fault on a mapped segment would block the
 //! runtime's only thread, while an `io_uring` read lets other tasks run while the disk works.
@@ -14,10 +19,12 @@ use bytes::Bytes;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-/// Smallest disk read, in bytes (several small records per read).
-const READ_CHUNK_BYTES_MIN: u64 = 64 * 1024;
+/// Smallest disk read, in bytes (a page: one small record, or several).
+const READ_CHUNK_BYTES_MIN: u64 = 4 * 1024;
 /// Largest disk read, in bytes, unless a single record is larger.
-const READ_CHUNK_BYTES_MAX: u64 = 4 * 1024 * 1024;
+const READ_CHUNK_BYTES_MAX: u64 = 1024 * 1024;
+/// Bytes read at a time while scanning for where damaged records end (rare: after corruption).
+const RESYNC_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Where on disk a read starts.
 struct DiskRead {
@@ -181,8 +188,7 @@ async fn read_disk<F: crate::io::IoFile>(
     let available = target.end.offset - target.start.offset;
     let wanted = u64::try_from(max_bytes)
         .unwrap_or(u64::MAX)
-        .saturating_add(READ_CHUNK_BYTES_MIN)
-        .min(READ_CHUNK_BYTES_MAX);
+        .clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES_MAX);
     let mut chunk_len = available.min(wanted);
     loop {
         let chunk = read_chunk(file, target, chunk_len).await?;
@@ -404,7 +410,7 @@ impl<F: crate::io::IoFile> Resync<'_, F> {
         if at >= self.buf_pos && at + len <= have {
             return Ok(true);
         }
-        let want_u64 = len.max(READ_CHUNK_BYTES_MAX).min(self.file_end - at);
+        let want_u64 = len.max(RESYNC_CHUNK_BYTES).min(self.file_end - at);
         let want = usize::try_from(want_u64).unwrap_or(usize::MAX);
         self.buf = read_exact_or_eof(self.file, at, want)
             .await

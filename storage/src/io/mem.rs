@@ -406,7 +406,6 @@ impl Io for MemIo {
 
 impl IoFile for MemFile {
     async fn read_at(&self, mut buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
-        buf.clear();
         let mut s = self.io.state.borrow_mut();
         if let Some(f) = s.take_fault(Op::Read) {
             return (Err(fault_error(f)), buf);
@@ -417,11 +416,13 @@ impl IoFile for MemFile {
         let Ok(start) = usize::try_from(pos) else {
             return (Ok(0), buf);
         };
-        let end = node.data.len().min(start.saturating_add(buf.capacity()));
-        if start < end {
-            buf.extend_from_slice(&node.data[start..end]);
+        let spare = buf.capacity() - buf.len();
+        let end = node.data.len().min(start.saturating_add(spare));
+        if start >= end {
+            return (Ok(0), buf);
         }
-        (Ok(buf.len()), buf)
+        buf.extend_from_slice(&node.data[start..end]);
+        (Ok(end - start), buf)
     }
 
     async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use tokio_uring::buf::BoundedBuf;
 
 /// The `io_uring` backend.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,9 +72,13 @@ impl Io for UringIo {
 }
 
 impl IoFile for UringFile {
-    async fn read_at(&self, mut buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
-        buf.clear();
-        self.file.read_at(buf, pos).await
+    async fn read_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
+        let (len, cap) = (buf.len(), buf.capacity());
+        if len == cap {
+            return (Ok(0), buf);
+        }
+        let (res, slice) = self.file.read_at(buf.slice(len..cap), pos).await;
+        (res, slice.into_inner())
     }
 
     async fn write_all_at(&self, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {

@@ -1,0 +1,656 @@
+//! A channel: a cursor over its topic's store, plus what it has handed out and not yet finished.
+//!
+//! Every message a channel has taken from the store and not finished is *outstanding*, in exactly
+//! one of three places: in flight to a client (with a deadline), deferred (REQ with a delay, or a
+//! DPUB not yet due), or requeued (due now, waiting for a ready client). `outstanding` indexes them
+//! by log sequence so the low-water mark — the oldest record this channel still needs — is one
+//! lookup. That mark is what lets the topic delete old segments, and it is what a restart resumes
+//! from: the persisted state (`persist.rs`) is the read cursor plus the outstanding list, so after
+//! `kill -9` every in-flight or deferred message is delivered again and finished ones are not
+//! (beyond the last ~100 ms).
+//!
+//! **Memory.** An outstanding message costs a few words whatever its size: its body stays in the
+//! log and is read again when it is delivered again (from the log's tail cache, or the disk). What
+//! a channel holds beyond that is bounded: its read-ahead (at most [`READ_AHEAD_BYTES_MAX`] of
+//! records read from the log and not yet handed out) and a small re-read window
+//! ([`REREAD_BYTES_MAX`]). Nothing grows with the backlog.
+//!
+//! **Visibility.** A channel reads only what the topic's ack policy has made safe (`Visible`):
+//! written records with `--mem-queue-size 0`, fdatasynced ones with `--ack-after-sync`, so a crash
+//! never takes back a message a consumer already processed.
+//!
+//! The code: this file (state, consumers, FIN/REQ/TOUCH, empty, depth); `dispatch.rs` (reading the
+//! log and handing messages to ready clients); `timers.rs` (in-flight timeouts, deferred
+//! deliveries); `park.rs` (long waits moved out of the topic's log); `persist.rs` (the state file:
+//! format, snapshot, restore). Two tasks per channel, both started by [`Channel::start`]: the
+//! dispatcher and the timer (which wakes at the earliest deadline, never by polling).
+
+mod dispatch;
+mod park;
+mod persist;
+mod timers;
+
+pub use persist::{
+    ChannelSnapshot, Saved, SnapOutstanding, SnapPos, SnapSkip, CHANNEL_SNAPSHOT_VERSION,
+};
+
+use super::client::Client;
+use super::store::{Store, Visible};
+use crate::protocol::MessageId;
+use ringsq_storage::{Log, LogConfig, Position, Record, UringIo};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Most bytes of records a channel reads ahead of its consumers (one read of the log).
+pub const READ_AHEAD_BYTES_MAX: usize = 256 * 1024;
+/// Most records one read-ahead holds.
+const READ_AHEAD_RECORDS_MAX: usize = 4096;
+/// Most bytes of records kept after reading a requeued message again (its neighbours are often
+/// requeued too: a consumer that went away, a batch that timed out).
+pub const REREAD_BYTES_MAX: usize = 64 * 1024;
+/// Most records of the re-read window.
+const REREAD_RECORDS_MAX: usize = 64;
+/// Stale deadline-heap entries (finished or touched messages) are dropped once the heap holds
+/// more than twice the live entries plus this many.
+const HEAP_SLACK_ENTRIES: usize = 1024;
+
+/// Every key of an outstanding message whose record is in the topic's log.
+fn topic_keys() -> std::ops::RangeInclusive<Key> {
+    (Source::Topic, 0)..=(Source::Topic, u64::MAX)
+}
+
+/// Every key of a parked message.
+fn park_keys() -> std::ops::RangeInclusive<Key> {
+    (Source::Park, 0)..=(Source::Park, u64::MAX)
+}
+
+/// Limits a channel needs from the options.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// The topic's log settings, which a park log follows (fsync policy).
+    pub park_log: LogConfig,
+    pub mem_queue_size: u64,
+    pub max_msg_timeout: Duration,
+    pub max_channel_consumers: u64,
+    pub e2e: super::e2e::E2eConfig,
+    /// How far consumers may read (the ack policy).
+    pub visible: Visible,
+}
+
+/// Which log holds an outstanding message's record: the topic's, or the channel's park log
+/// (where a message that would pin the topic's log for long is copied, see `park.rs`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    #[default]
+    Topic,
+    Park,
+}
+
+/// An outstanding message's record: its log and sequence number there.
+type Key = (Source, u64);
+
+/// A message this channel took and has not finished: where its record is and how many times it
+/// was delivered. The body is not kept: it is read again from the log when needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    source: Source,
+    pos: Position,
+    attempts: u16,
+}
+
+impl Pending {
+    fn key(&self) -> Key {
+        (self.source, self.pos.seq)
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    pending: Pending,
+    /// The message's publish time (for the e2e latency at FIN).
+    timestamp_ns: i64,
+    client_id: u64,
+    deadline: Instant,
+    delivered_at: Instant,
+}
+
+/// An outstanding message as the snapshot (and parking) needs it.
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    pos: Position,
+    attempts: u16,
+    /// Wall-clock ns when a deferred message is due; 0 when it is in flight or due now.
+    deliver_at_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Next record to read from the store.
+    read_pos: Position,
+    /// Read from the store, not yet handed out (at most one read: [`READ_AHEAD_BYTES_MAX`]).
+    prefetch: VecDeque<Record>,
+    /// Ranges `[seq, to)` of the log ahead of the cursor that are not this channel's (see
+    /// [`SnapSkip`]), in order: the cursor jumps over each when it gets there.
+    skip: VecDeque<(u64, Position)>,
+    /// Topic records ahead of the cursor that this channel already took (a DPUB is deferred the
+    /// moment it is published, as nsqd): the cursor passes over them.
+    taken_ahead: BTreeSet<u64>,
+    requeued: VecDeque<Pending>,
+    deferred: HashMap<Key, (Pending, Instant)>,
+    deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
+    in_flight: FxHashMap<MessageId, InFlight>,
+    in_flight_deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
+    /// Every outstanding message (in flight, deferred or requeued), by where its record is.
+    outstanding: BTreeMap<Key, Outstanding>,
+    /// Records read again for requeued messages, kept for their neighbours.
+    reread: VecDeque<Record>,
+    consumers: Vec<Rc<Client>>,
+    next_consumer: usize,
+    /// Bumped when the channel is emptied: a read that started before must not deliver.
+    epoch: u64,
+    /// The topic log's roll-back generation this channel has caught up with.
+    rollback_gen: u64,
+    /// When the timer task sleeps until (`None`: until woken).
+    timer_at: Option<Instant>,
+}
+
+/// Counters reported by `/stats`.
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    pub message_count: Cell<u64>,
+    pub requeue_count: Cell<u64>,
+    pub timeout_count: Cell<u64>,
+    pub dropped_count: Cell<u64>,
+}
+
+/// Why FIN/REQ/TOUCH failed (nsqd's words, sent as `E_FIN_FAILED FIN <id> failed <why>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightError {
+    NotInFlight,
+    NotOwner,
+}
+
+impl std::fmt::Display for InFlightError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InFlightError::NotInFlight => "ID not in flight",
+            InFlightError::NotOwner => "client does not own message",
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct Channel {
+    pub name: String,
+    pub topic_name: String,
+    pub ephemeral: bool,
+    store: Rc<Store>,
+    topic_paused: Rc<Cell<bool>>,
+    topic_pause_at: Rc<Cell<u64>>,
+    pub paused: Cell<bool>,
+    cfg: Rc<ChannelConfig>,
+    state: RefCell<State>,
+    pub counters: ChannelCounters,
+    /// Finish latencies (`--e2e-processing-latency-percentile`).
+    pub e2e: super::e2e::E2eLatency,
+    wake_dispatch: Notify,
+    wake_timer: Notify,
+    /// Where this channel's park log lives (`None` for ephemeral channels), and the log once opened.
+    park_dir: Option<PathBuf>,
+    park: RefCell<Option<Log<UringIo>>>,
+    /// Set when the state changed since the last durable save.
+    pub dirty: Cell<bool>,
+    /// Set when the state changed since the last save of either kind (see `persist.rs`).
+    pub dirty_recent: Cell<bool>,
+    /// Numbers the saved states; a restart takes the newest readable one.
+    pub(super) generation: Cell<u64>,
+    /// The low-water mark of the last state saved durably: the topic's log keeps everything
+    /// from there, so whatever a restart after a power cut resumes from is still there.
+    pub(super) persisted_lwm: Cell<Option<Position>>,
+    /// One save of this channel's state at a time.
+    pub(super) save_lock: tokio::sync::Mutex<()>,
+    /// The next recent save is not before this (paced by the state's size).
+    pub(super) recent_due: Cell<Option<Instant>>,
+    pub deleted: Cell<bool>,
+}
+
+/// What a channel shares with its topic.
+#[derive(Debug)]
+pub struct TopicLink {
+    pub name: String,
+    pub store: Rc<Store>,
+    pub paused: Rc<Cell<bool>>,
+    /// The topic's log end when it was paused.
+    pub pause_at: Rc<Cell<u64>>,
+}
+
+impl Channel {
+    pub fn new(
+        name: String,
+        topic: TopicLink,
+        cfg: Rc<ChannelConfig>,
+        start: Position,
+        park_dir: Option<PathBuf>,
+    ) -> Rc<Self> {
+        let TopicLink {
+            name: topic_name,
+            store,
+            paused: topic_paused,
+            pause_at: topic_pause_at,
+        } = topic;
+        let ephemeral = crate::protocol::is_ephemeral(&name);
+        let e2e = super::e2e::E2eLatency::new(&cfg.e2e);
+        let park_dir = park_dir.filter(|_| !ephemeral);
+        let rollback_gen = store.rollback_gen();
+        Rc::new(Self {
+            name,
+            topic_name,
+            ephemeral,
+            store,
+            topic_paused,
+            topic_pause_at,
+            paused: Cell::new(false),
+            cfg,
+            state: RefCell::new(State {
+                read_pos: start,
+                rollback_gen,
+                ..State::default()
+            }),
+            counters: ChannelCounters::default(),
+            e2e,
+            wake_dispatch: Notify::new(),
+            wake_timer: Notify::new(),
+            park_dir,
+            park: RefCell::new(None),
+            dirty: Cell::new(true),
+            dirty_recent: Cell::new(true),
+            generation: Cell::new(0),
+            persisted_lwm: Cell::new(None),
+            save_lock: tokio::sync::Mutex::new(()),
+            recent_due: Cell::new(None),
+            deleted: Cell::new(false),
+        })
+    }
+
+    /// Starts the dispatcher and timer tasks (they end when the channel is deleted).
+    pub fn start(self: &Rc<Self>) {
+        tokio::task::spawn_local(Rc::clone(self).dispatch_loop());
+        tokio::task::spawn_local(Rc::clone(self).timer_loop());
+    }
+
+    /// New records were appended to the topic, or something else may let delivery continue.
+    pub fn wake(&self) {
+        self.wake_dispatch.notify_one();
+    }
+
+    pub fn stop(&self) {
+        self.deleted.set(true);
+        self.wake_dispatch.notify_one();
+        self.wake_timer.notify_one();
+    }
+
+    /// The state changed: to be saved (at the next ~100 ms save, and at the next sync point).
+    fn mark_dirty(&self) {
+        self.dirty.set(true);
+        self.dirty_recent.set(true);
+    }
+
+    // ----- consumers -------------------------------------------------------------------------
+
+    pub fn add_consumer(&self, client: Rc<Client>) -> Result<(), String> {
+        let mut st = self.state.borrow_mut();
+        let max = self.cfg.max_channel_consumers;
+        if max != 0 && st.consumers.len() as u64 >= max {
+            return Err(format!(
+                "consumers for {}:{} exceeds limit of {max}",
+                self.topic_name, self.name
+            ));
+        }
+        st.consumers.push(client);
+        drop(st);
+        self.wake();
+        Ok(())
+    }
+
+    /// Removes a consumer and requeues everything it had in flight. Returns how many remain.
+    pub fn remove_consumer(&self, client_id: u64) -> usize {
+        let mut st = self.state.borrow_mut();
+        st.consumers.retain(|c| c.id != client_id);
+        let mut owned: Vec<MessageId> = st
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.client_id == client_id)
+            .map(|(id, _)| *id)
+            .collect();
+        // In log order, so that reading them again is sequential.
+        owned.sort_by_key(|id| st.in_flight.get(id).map(|f| f.pending.key()));
+        for id in owned {
+            if let Some(f) = st.in_flight.remove(&id) {
+                st.requeue_now(f.pending);
+            }
+        }
+        let left = st.consumers.len();
+        if left == 0 {
+            // Nobody to read ahead for: let the read-ahead's buffer go.
+            st.drop_read_ahead();
+        }
+        drop(st);
+        self.mark_dirty();
+        self.wake();
+        left
+    }
+
+    pub fn consumers(&self) -> Vec<Rc<Client>> {
+        self.state.borrow().consumers.clone()
+    }
+
+    // ----- FIN / REQ / TOUCH -----------------------------------------------------------------
+
+    pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
+        let f = self.take_in_flight(client, id)?;
+        self.e2e.record(f.timestamp_ns);
+        self.state.borrow_mut().outstanding.remove(&f.pending.key());
+        client.finish_count.set(client.finish_count.get() + 1);
+        self.mark_dirty();
+        Ok(())
+    }
+
+    /// REQ: `delay` already clamped to `--max-req-timeout` by the caller.
+    pub fn requeue(
+        &self,
+        client: &Client,
+        id: &MessageId,
+        delay: Duration,
+    ) -> Result<(), InFlightError> {
+        let f = self.take_in_flight(client, id)?;
+        client.requeue_count.set(client.requeue_count.get() + 1);
+        self.counters
+            .requeue_count
+            .set(self.counters.requeue_count.get() + 1);
+        let mut st = self.state.borrow_mut();
+        if delay.is_zero() {
+            st.requeue_now(f.pending);
+        } else {
+            let due = Instant::now() + delay;
+            let due_ns = super::guid::now_ns()
+                .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX));
+            st.defer(f.pending, due, due_ns);
+            drop(st);
+            self.timer_wanted(due);
+        }
+        self.mark_dirty();
+        self.wake();
+        Ok(())
+    }
+
+    /// TOUCH: a new deadline of now + the client's msg timeout, capped at delivery + max.
+    pub fn touch(
+        &self,
+        client: &Client,
+        id: &MessageId,
+        msg_timeout: Duration,
+    ) -> Result<(), InFlightError> {
+        let mut st = self.state.borrow_mut();
+        let f = st.in_flight.get_mut(id).ok_or(InFlightError::NotInFlight)?;
+        if f.client_id != client.id {
+            return Err(InFlightError::NotOwner);
+        }
+        let cap = f.delivered_at + self.cfg.max_msg_timeout;
+        let deadline = (Instant::now() + msg_timeout).min(cap);
+        f.deadline = deadline;
+        st.in_flight_deadlines.push(Reverse((deadline, *id)));
+        st.compact_in_flight_deadlines();
+        Ok(())
+    }
+
+    /// Removes an in-flight message of `client`. A client that was at its RDY limit can take
+    /// more now: the dispatcher and the client's writer are woken then, and only then.
+    fn take_in_flight(&self, client: &Client, id: &MessageId) -> Result<InFlight, InFlightError> {
+        let mut st = self.state.borrow_mut();
+        match st.in_flight.get(id) {
+            None => return Err(InFlightError::NotInFlight),
+            Some(f) if f.client_id != client.id => return Err(InFlightError::NotOwner),
+            Some(_) => {}
+        }
+        let f = st.in_flight.remove(id).ok_or(InFlightError::NotInFlight)?;
+        drop(st);
+        let was_full = !client.is_ready_for_messages();
+        client
+            .in_flight
+            .set(client.in_flight.get().saturating_sub(1));
+        if was_full && client.is_ready_for_messages() {
+            client.wake.notify_one();
+            self.wake();
+        }
+        Ok(f)
+    }
+
+    // ----- empty, depth, low-water mark --------------------------------------------------------
+
+    /// Drops everything queued for this channel (HTTP `/channel/empty`, nsqd's `Channel.Empty`):
+    /// the cursor jumps to the topic's end; requeued, deferred and in-flight messages are dropped
+    /// (a later FIN of one of those gets `E_FIN_FAILED`, as with nsqd).
+    pub fn empty(&self) {
+        let end = self.store.end();
+        let mut st = self.state.borrow_mut();
+        st.prefetch.clear();
+        st.skip.clear();
+        st.taken_ahead.clear();
+        st.read_pos = end;
+        st.requeued.clear();
+        st.deferred.clear();
+        st.deferred_deadlines.clear();
+        st.in_flight.clear();
+        st.in_flight_deadlines.clear();
+        st.outstanding.clear();
+        st.reread.clear();
+        st.epoch += 1;
+        let consumers = st.consumers.clone();
+        drop(st);
+        for c in consumers {
+            c.in_flight.set(0);
+            c.wake.notify_one();
+        }
+        self.mark_dirty();
+        self.wake();
+    }
+
+    /// Messages waiting for this channel: unread in the store (less what it took ahead or
+    /// skips), plus requeued. Deferred and in-flight ones are counted apart, as nsqd does.
+    pub fn depth(&self) -> u64 {
+        let st = self.state.borrow();
+        let readable_end = self.readable_end_seq(self.store.end().seq);
+        let emptied: u64 = st
+            .skip
+            .iter()
+            .map(|&(at, to)| {
+                to.seq
+                    .min(readable_end)
+                    .saturating_sub(at.min(readable_end))
+            })
+            .sum();
+        let unread = readable_end
+            .saturating_sub(st.read_pos.seq)
+            .saturating_sub(emptied)
+            + st.prefetch.len() as u64;
+        (unread + st.requeued.len() as u64).saturating_sub(st.taken_ahead.len() as u64)
+    }
+
+    pub fn in_flight_count(&self) -> usize {
+        self.state.borrow().in_flight.len()
+    }
+
+    pub fn deferred_count(&self) -> usize {
+        self.state.borrow().deferred.len()
+    }
+
+    /// The oldest record of the topic's log this channel still needs (parked messages do not
+    /// count: their records are in the channel's park log).
+    pub fn low_water_mark(&self) -> Position {
+        self.state.borrow().low_water_mark()
+    }
+
+    /// What the topic's log must keep for this channel: everything a restart could resume from
+    /// (the low-water mark of the last durable save, or the live one if lower or never saved).
+    pub fn retention_floor(&self) -> Position {
+        let live = self.low_water_mark();
+        match self.persisted_lwm.get() {
+            Some(saved) if saved.seq < live.seq => saved,
+            _ => live,
+        }
+    }
+
+    /// How far this channel may read: the topic's end, or where it was paused.
+    fn readable_end_seq(&self, end_seq: u64) -> u64 {
+        if self.topic_paused.get() {
+            end_seq.min(self.topic_pause_at.get())
+        } else {
+            end_seq
+        }
+    }
+
+    // ----- DPUB ------------------------------------------------------------------------------
+
+    /// A DPUB'd message was just appended at `pos`: it is deferred for this channel at once (as
+    /// nsqd puts it in every channel's deferred queue), and the cursor will pass over its record.
+    pub fn take_deferred_ahead(&self, pos: Position, deliver_at_ns: u64) {
+        let now_ns = super::guid::now_ns();
+        let due = Instant::now() + Duration::from_nanos(deliver_at_ns.saturating_sub(now_ns));
+        let p = Pending {
+            source: Source::Topic,
+            pos,
+            attempts: 0,
+        };
+        let mut st = self.state.borrow_mut();
+        if pos.seq < st.read_pos.seq {
+            // Already passed (cannot happen for a new record): the cursor's own path defers it.
+            return;
+        }
+        st.taken_ahead.insert(pos.seq);
+        st.defer(p, due, deliver_at_ns);
+        drop(st);
+        self.timer_wanted(due);
+        self.mark_dirty();
+    }
+}
+
+impl State {
+    fn low_water_mark(&self) -> Position {
+        let cursor = self.cursor();
+        match self.outstanding.range(topic_keys()).next() {
+            Some((_, o)) if o.pos.seq < cursor.seq => o.pos,
+            _ => cursor,
+        }
+    }
+
+    /// The next record this channel will take from the store.
+    fn cursor(&self) -> Position {
+        self.prefetch.front().map_or(self.read_pos, |r| r.pos)
+    }
+
+    /// Forgets the read-ahead: the cursor goes back to its first record (read again later).
+    fn drop_read_ahead(&mut self) {
+        if let Some(front) = self.prefetch.front() {
+            self.read_pos = front.pos;
+        }
+        self.prefetch = VecDeque::new();
+        self.reread = VecDeque::new();
+    }
+
+    fn mark(&mut self, p: &Pending, deliver_at_ns: u64) {
+        let o = Outstanding {
+            pos: p.pos,
+            attempts: p.attempts,
+            deliver_at_ns,
+        };
+        self.outstanding.insert(p.key(), o);
+    }
+
+    fn requeue_now(&mut self, p: Pending) {
+        self.mark(&p, 0);
+        self.requeued.push_back(p);
+    }
+
+    /// Back to the head of the queue (taken, but no client was ready after all).
+    fn requeue_front(&mut self, p: Pending) {
+        self.mark(&p, 0);
+        self.requeued.push_front(p);
+    }
+
+    fn defer(&mut self, p: Pending, due: Instant, due_ns: u64) {
+        let key = p.key();
+        self.mark(&p, due_ns);
+        self.deferred_deadlines.push(Reverse((due, key)));
+        self.deferred.insert(key, (p, due));
+        self.compact_deferred_deadlines();
+    }
+
+    /// Drops stale entries of the in-flight deadline heap once they outnumber the live ones
+    /// (finished messages leave theirs behind): memory follows what is in flight, not the
+    /// message rate.
+    fn compact_in_flight_deadlines(&mut self) {
+        if self.in_flight_deadlines.len() <= 2 * self.in_flight.len() + HEAP_SLACK_ENTRIES {
+            return;
+        }
+        self.in_flight_deadlines = self
+            .in_flight
+            .iter()
+            .map(|(id, f)| Reverse((f.deadline, *id)))
+            .collect();
+    }
+
+    fn compact_deferred_deadlines(&mut self) {
+        if self.deferred_deadlines.len() <= 2 * self.deferred.len() + HEAP_SLACK_ENTRIES {
+            return;
+        }
+        self.deferred_deadlines = self
+            .deferred
+            .iter()
+            .map(|(key, (_, due))| Reverse((*due, *key)))
+            .collect();
+    }
+
+    /// Records from `to` on of the topic's log were rolled back (a full disk: appended, never
+    /// written, and their seqs go to later appends): whatever this channel took from them is
+    /// gone, and the cursor goes back to read what takes their place. Returns how many
+    /// outstanding messages went, and the clients that had one of them in flight.
+    fn forget_rolled_back(&mut self, to: Position) -> (usize, Vec<u64>) {
+        let seq = to.seq;
+        let gone: Vec<Key> = self
+            .outstanding
+            .range((Source::Topic, seq)..=(Source::Topic, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &gone {
+            self.outstanding.remove(key);
+            self.deferred.remove(key);
+        }
+        let mut clients = Vec::new();
+        self.in_flight.retain(|_, f| {
+            let keep = !(f.pending.source == Source::Topic && f.pending.pos.seq >= seq);
+            if !keep {
+                clients.push(f.client_id);
+            }
+            keep
+        });
+        self.requeued
+            .retain(|p| !(p.source == Source::Topic && p.pos.seq >= seq));
+        let _gone_ahead = self.taken_ahead.split_off(&seq);
+        self.prefetch.retain(|r| r.pos.seq < seq);
+        self.reread.clear();
+        if self.read_pos.seq > seq {
+            self.read_pos = to;
+        }
+        (gone.len(), clients)
+    }
+}

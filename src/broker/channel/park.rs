@@ -1,0 +1,159 @@
+//! Parking: a message that would hold the topic's log back for long — deferred past the next
+//! sync point, or delivered [`PARK_ATTEMPTS_MIN`] times or more (it may keep timing out) — is
+//! copied into the channel's own park log, which is fsynced before the channel refers to the copy.
+//! From then on the topic's segments can be reclaimed while the message waits. The park log keeps
+//! only what some outstanding message still refers to.
+
+use super::{park_keys, topic_keys, Channel, Key, Source, State};
+use crate::broker::guid::now_ns;
+use crate::broker::message::StoredMessage;
+use ringsq_storage::{Log, LogConfig, Position, UringIo};
+use std::cmp::Reverse;
+use std::time::Duration;
+
+/// A message delivered this many times is parked (it may keep timing out for a long while).
+const PARK_ATTEMPTS_MIN: u16 = 3;
+/// A park log's segments: parked messages are few; small segments are reclaimed sooner.
+const PARK_SEGMENT_BYTES_MAX: u64 = 8 << 20;
+/// Parked messages are read again one at a time; the park log needs only a small read cache.
+const PARK_CACHE_BYTES_MAX: usize = 1 << 20;
+
+impl Channel {
+    /// The channel's park log, opened on first use.
+    pub(super) async fn park_log(&self) -> Option<Log<UringIo>> {
+        if let Some(log) = self.park.borrow().clone() {
+            return Some(log);
+        }
+        let dir = self.park_dir.clone()?;
+        let config = LogConfig {
+            segment_size_bytes_max: PARK_SEGMENT_BYTES_MAX,
+            cache_bytes_max: PARK_CACHE_BYTES_MAX,
+            ..self.cfg.park_log.clone()
+        };
+        match Log::open(UringIo, &dir, config).await {
+            Ok((log, report)) => {
+                tracing::info!(topic = %self.topic_name, channel = %self.name, "park log: {report}");
+                // Opened meanwhile by another task: keep the first.
+                let mut park = self.park.borrow_mut();
+                Some(park.get_or_insert(log).clone())
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic_name, channel = %self.name, "opening the park log: {e}");
+                None
+            }
+        }
+    }
+
+    /// Copies every message that would hold the topic's log back for long — deferred beyond
+    /// `horizon` from now, or delivered [`PARK_ATTEMPTS_MIN`] times or more — into the channel's
+    /// park log, fsyncs it, and from then on refers to the copy. Then lets the park log drop
+    /// what nobody needs.
+    pub async fn park(&self, horizon: Duration) -> Result<(), ringsq_storage::Error> {
+        if self.park_dir.is_none() {
+            return Ok(());
+        }
+        let beyond_ns =
+            now_ns().saturating_add(u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX));
+        let picked = self.state.borrow().to_park(beyond_ns);
+        let log = if picked.is_empty() {
+            self.park.borrow().clone()
+        } else {
+            self.park_log().await
+        };
+        let Some(log) = log else {
+            return Ok(());
+        };
+        let mut moved = Vec::with_capacity(picked.len());
+        for (key, pos, deliver_at_ns) in picked {
+            // The body is read back from the topic's log (outstanding messages keep none).
+            let Some(msg) = self.read_topic_message(pos).await? else {
+                continue;
+            };
+            let copy = StoredMessage {
+                deliver_at_ns,
+                ..msg
+            };
+            moved.push((key, log.append(copy.encode())?));
+        }
+        if !moved.is_empty() {
+            log.sync().await?;
+            let mut st = self.state.borrow_mut();
+            for (old, pos) in moved {
+                st.repoint(old, Source::Park, pos);
+            }
+            drop(st);
+            self.mark_dirty();
+        }
+        let floor = self
+            .state
+            .borrow()
+            .outstanding
+            .range(park_keys())
+            .next()
+            .map(|(k, _)| k.1);
+        log.retain_from(floor.unwrap_or(log.end().seq));
+        Ok(())
+    }
+
+    /// The message of the topic's log at `pos`; `None` (logged) if it cannot be read back.
+    async fn read_topic_message(
+        &self,
+        pos: Position,
+    ) -> Result<Option<StoredMessage>, ringsq_storage::Error> {
+        let records = match self.store.read(pos, 1, 1).await {
+            Ok(records) => records,
+            Err(e @ ringsq_storage::Error::Io { .. }) => return Err(e),
+            Err(e) => {
+                tracing::error!(topic = %self.topic_name, channel = %self.name, seq = pos.seq,
+                    "cannot read back a message to park: {e}");
+                return Ok(None);
+            }
+        };
+        Ok(records
+            .first()
+            .filter(|r| r.pos == pos)
+            .and_then(|r| StoredMessage::decode(&r.data).ok()))
+    }
+
+    /// The park log, for the owner to close or destroy with the channel.
+    pub fn take_park_log(&self) -> Option<Log<UringIo>> {
+        self.park.borrow_mut().take()
+    }
+
+    pub fn park_dir(&self) -> Option<&std::path::Path> {
+        self.park_dir.as_deref()
+    }
+}
+
+impl State {
+    /// Topic-log messages to park: (key, position, the deadline they keep).
+    fn to_park(&self, beyond_ns: u64) -> Vec<(Key, Position, u64)> {
+        self.outstanding
+            .range(topic_keys())
+            .filter(|(_, o)| o.deliver_at_ns > beyond_ns || o.attempts >= PARK_ATTEMPTS_MIN)
+            .map(|(key, o)| (*key, o.pos, o.deliver_at_ns))
+            .collect()
+    }
+
+    /// An outstanding message's record now lives at `pos` in `source`'s log (a message finished
+    /// meanwhile is left alone: its copy is garbage the park log reclaims).
+    fn repoint(&mut self, old: Key, source: Source, pos: Position) {
+        let Some(o) = self.outstanding.remove(&old) else {
+            return;
+        };
+        let key = (source, pos.seq);
+        self.outstanding
+            .insert(key, super::Outstanding { pos, ..o });
+        if let Some((mut p, due)) = self.deferred.remove(&old) {
+            (p.source, p.pos) = (source, pos);
+            self.deferred_deadlines.push(Reverse((due, key)));
+            self.deferred.insert(key, (p, due));
+        } else if let Some(f) = self.in_flight.values_mut().find(|f| f.pending.key() == old) {
+            (f.pending.source, f.pending.pos) = (source, pos);
+        } else if let Some(p) = self.requeued.iter_mut().find(|p| p.key() == old) {
+            (p.source, p.pos) = (source, pos);
+        }
+        // A taken-ahead record parked before the cursor got there stays in `taken_ahead`: the
+        // cursor still passes over it.
+    }
+}

@@ -1,0 +1,569 @@
+//! A channel's saved state: its format on disk, how it is taken, saved and restored.
+//!
+//! The state is the read cursor, every outstanding message (where its record is, how often it
+//! was delivered, when a deferred one is due) and the ranges the cursor skips. Two files hold it:
+//!
+//! | file | written | survives |
+//! | --- | --- | --- |
+//! | `<channel>.channel` | at each sync point (`--sync-timeout`), at create and close: temp file, fdatasync, rename, directory fsync | power cuts |
+//! | `<channel>.channel.recent` | every ~100 ms while the state changes: temp file and rename, no fsync | `kill -9` |
+//!
+//! At start the newest readable of the two (by `generation`) is restored, so a `kill -9`
+//! delivers again only what was finished in the last ~100 ms, and a power cut what was finished
+//! since the last sync point. Neither ever loses a message:
+//!
+//! - a saved cursor may point past what the topic's log kept after a crash (the log is written
+//!   and synced on its own schedule): restore resumes at the log's end, so the records that take
+//!   those seqs are read, and outstanding entries past the end (lost with the log's tail) go;
+//! - the topic's log keeps every record the last *durable* state needs
+//!   ([`Channel::retention_floor`]), whatever the newer recent state says;
+//! - a parked copy is fsynced before any state refers to it.
+//!
+//! # Format (version 2; all integers little-endian)
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0..8 | magic `RINGSQCH` |
+//! | 8..12 | version u32 = 2 |
+//! | 12..20 | generation u64 (higher is newer) |
+//! | 20..28 | cursor seq u64 |
+//! | 28..36 | cursor offset u64 |
+//! | 36..40 | outstanding count u32 `n` |
+//! | 40..44 | skip count u32 `k` |
+//! | 44.. | `n` × 27 bytes: source u8 (0 topic log, 1 park log), attempts u16, seq u64, offset u64, deliver-at u64 (Unix ns; 0 = due now) |
+//! | .. | `k` × 24 bytes: from seq u64, to seq u64, to offset u64 |
+//! | last 4 | CRC32C of every byte before |
+//!
+//! A topic-log entry at or past the cursor is a message taken ahead of it (a DPUB deferred at
+//! publish): the cursor passes over its record. Version 1 files (JSON, written by earlier
+//! ringsq) are still read.
+
+use super::{Channel, Pending, Source, State};
+use crate::broker::guid::now_ns;
+use ringsq_storage::Position;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const CHANNEL_SNAPSHOT_VERSION: u32 = 2;
+const MAGIC: &[u8; 8] = b"RINGSQCH";
+const HEADER_BYTES: usize = 44;
+const OUTSTANDING_BYTES: usize = 27;
+const SKIP_BYTES: usize = 24;
+const CRC_BYTES: usize = 4;
+/// The recent state is saved at most this often...
+const RECENT_SAVE_INTERVAL_MIN: Duration = Duration::from_millis(100);
+/// ...and, for a large state, no faster than this many bytes per second.
+const RECENT_SAVE_BYTES_PER_S: u64 = 8 << 20;
+
+/// What a channel saves: enough to resume after a crash without losing anything.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChannelSnapshot {
+    pub version: u32,
+    /// Higher is newer (absent in version 1 files: 0).
+    #[serde(default)]
+    pub generation: u64,
+    pub cursor: SnapPos,
+    pub outstanding: Vec<SnapOutstanding>,
+    /// Ranges of the topic's log ahead of the cursor that this channel skips (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip: Vec<SnapSkip>,
+}
+
+/// Records `[seq, to)` of the topic's log that are not this channel's: what a paused topic held
+/// back when it was emptied, or another channel's messages taken over from Go nsqd's disk queues.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapSkip {
+    pub seq: u64,
+    pub to: SnapPos,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapPos {
+    pub seq: u64,
+    pub offset: u64,
+}
+
+impl From<SnapPos> for Position {
+    fn from(p: SnapPos) -> Self {
+        Position {
+            seq: p.seq,
+            offset: p.offset,
+        }
+    }
+}
+
+impl From<Position> for SnapPos {
+    fn from(p: Position) -> Self {
+        SnapPos {
+            seq: p.seq,
+            offset: p.offset,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapOutstanding {
+    /// The log holding the record (absent in files written before parking existed: topic).
+    #[serde(default)]
+    pub source: Source,
+    pub seq: u64,
+    pub offset: u64,
+    pub attempts: u16,
+    /// Wall-clock ns when a deferred message is due; 0 = due now.
+    pub deliver_at_ns: u64,
+}
+
+impl ChannelSnapshot {
+    /// A state that starts at `cursor` with nothing outstanding.
+    pub fn at(cursor: Position) -> Self {
+        Self {
+            version: CHANNEL_SNAPSHOT_VERSION,
+            generation: 0,
+            cursor: cursor.into(),
+            outstanding: Vec::new(),
+            skip: Vec::new(),
+        }
+    }
+
+    /// The oldest record of the topic's log this state needs.
+    pub fn low_water_mark(&self) -> Position {
+        let cursor = Position::from(self.cursor);
+        self.outstanding
+            .iter()
+            .filter(|o| o.source == Source::Topic && o.seq < cursor.seq)
+            .map(|o| Position {
+                seq: o.seq,
+                offset: o.offset,
+            })
+            .min()
+            .unwrap_or(cursor)
+    }
+
+    /// The version 2 bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            HEADER_BYTES
+                + OUTSTANDING_BYTES * self.outstanding.len()
+                + SKIP_BYTES * self.skip.len()
+                + CRC_BYTES,
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&CHANNEL_SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.generation.to_le_bytes());
+        out.extend_from_slice(&self.cursor.seq.to_le_bytes());
+        out.extend_from_slice(&self.cursor.offset.to_le_bytes());
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        out.extend_from_slice(&count(self.outstanding.len()));
+        out.extend_from_slice(&count(self.skip.len()));
+        for o in &self.outstanding {
+            out.push(match o.source {
+                Source::Topic => 0,
+                Source::Park => 1,
+            });
+            out.extend_from_slice(&o.attempts.to_le_bytes());
+            out.extend_from_slice(&o.seq.to_le_bytes());
+            out.extend_from_slice(&o.offset.to_le_bytes());
+            out.extend_from_slice(&o.deliver_at_ns.to_le_bytes());
+        }
+        for s in &self.skip {
+            out.extend_from_slice(&s.seq.to_le_bytes());
+            out.extend_from_slice(&s.to.seq.to_le_bytes());
+            out.extend_from_slice(&s.to.offset.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads a saved state: version 2 bytes, or a version 1 JSON file. `None` if the bytes are
+    /// neither (torn, damaged, foreign): never a panic, never an allocation the input's size
+    /// does not bound.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if !bytes.starts_with(MAGIC) {
+            return serde_json::from_slice::<Self>(bytes)
+                .ok()
+                .filter(|s| s.version == 1);
+        }
+        let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(CRC_BYTES)?)?;
+        if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?) {
+            return None;
+        }
+        let mut r = Reader(body.get(MAGIC.len()..)?);
+        if r.u32()? != CHANNEL_SNAPSHOT_VERSION {
+            return None;
+        }
+        let generation = r.u64()?;
+        let cursor = SnapPos {
+            seq: r.u64()?,
+            offset: r.u64()?,
+        };
+        let n = usize::try_from(r.u32()?).ok()?;
+        let k = usize::try_from(r.u32()?).ok()?;
+        let expected = n
+            .checked_mul(OUTSTANDING_BYTES)?
+            .checked_add(k.checked_mul(SKIP_BYTES)?)?;
+        if r.0.len() != expected {
+            return None;
+        }
+        let outstanding = (0..n)
+            .map(|_| {
+                let source = match r.u8()? {
+                    0 => Source::Topic,
+                    1 => Source::Park,
+                    _ => return None,
+                };
+                Some(SnapOutstanding {
+                    source,
+                    attempts: r.u16()?,
+                    seq: r.u64()?,
+                    offset: r.u64()?,
+                    deliver_at_ns: r.u64()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let skip = (0..k)
+            .map(|_| {
+                Some(SnapSkip {
+                    seq: r.u64()?,
+                    to: SnapPos {
+                        seq: r.u64()?,
+                        offset: r.u64()?,
+                    },
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            version: CHANNEL_SNAPSHOT_VERSION,
+            generation,
+            cursor,
+            outstanding,
+            skip,
+        })
+    }
+}
+
+/// Little-endian fields off the front of a byte slice.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        self.take().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+}
+
+/// The two saved states of a channel, as read at start (each `None` if missing or unreadable).
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub durable: Option<ChannelSnapshot>,
+    pub recent: Option<ChannelSnapshot>,
+}
+
+impl Saved {
+    /// Reads `<path>` and `<path>.recent`. A missing or unreadable file is `None` (said in the
+    /// log); only an IO error other than "not found" fails.
+    pub async fn read(path: &Path) -> Result<Self, ringsq_storage::Error> {
+        let io = ringsq_storage::UringIo;
+        let recent_path = recent_path(path);
+        let mut saved = Saved::default();
+        for (file, slot) in [
+            (path, &mut saved.durable),
+            (&recent_path, &mut saved.recent),
+        ] {
+            if let Some(bytes) = ringsq_storage::read_small_file(&io, file).await? {
+                *slot = ChannelSnapshot::decode(&bytes);
+                if slot.is_none() {
+                    tracing::warn!("channel state {} is unreadable: ignored", file.display());
+                }
+            }
+        }
+        Ok(saved)
+    }
+
+    /// The newest readable state (the recent one on a tie).
+    pub fn newest(&self) -> Option<&ChannelSnapshot> {
+        match (&self.durable, &self.recent) {
+            (Some(d), Some(r)) if d.generation > r.generation => Some(d),
+            (_, Some(r)) => Some(r),
+            (d, None) => d.as_ref(),
+        }
+    }
+
+    /// What the topic's log must keep so that either state can be resumed from.
+    pub fn low_water_mark(&self) -> Option<Position> {
+        [&self.durable, &self.recent]
+            .into_iter()
+            .flatten()
+            .map(ChannelSnapshot::low_water_mark)
+            .min()
+    }
+}
+
+/// Where the recent (unsynced) state of the channel whose durable state is `path` lives.
+pub fn recent_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".recent");
+    name.into()
+}
+
+impl Channel {
+    /// The state to save: everything as it is now. A cursor past the log's synced end is fine
+    /// (see the module docs: restore resumes at the log's end).
+    pub fn snapshot(&self) -> ChannelSnapshot {
+        let st = self.state.borrow();
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        ChannelSnapshot {
+            version: CHANNEL_SNAPSHOT_VERSION,
+            generation,
+            cursor: st.cursor().into(),
+            outstanding: st
+                .outstanding
+                .iter()
+                .map(|(&(source, seq), o)| SnapOutstanding {
+                    source,
+                    seq,
+                    offset: o.pos.offset,
+                    attempts: o.attempts,
+                    deliver_at_ns: o.deliver_at_ns,
+                })
+                .collect(),
+            skip: st
+                .skip
+                .iter()
+                .map(|&(seq, to)| SnapSkip { seq, to: to.into() })
+                .collect(),
+        }
+    }
+
+    /// Saves the state to `path` durably (fsynced); the topic's log may then drop what the state
+    /// no longer needs.
+    pub async fn save_durable(&self, path: &Path) -> Result<(), ringsq_storage::Error> {
+        let _one_at_a_time = self.save_lock.lock().await;
+        self.dirty.set(false);
+        self.dirty_recent.set(false);
+        let snap = self.snapshot();
+        let result =
+            ringsq_storage::atomic_write(&ringsq_storage::UringIo, path, &snap.encode()).await;
+        match &result {
+            Ok(()) => self.persisted_lwm.set(Some(snap.low_water_mark())),
+            Err(_) => self.mark_dirty(),
+        }
+        result
+    }
+
+    /// Saves the state next to `path` without an fsync (what a `kill -9` would otherwise make a
+    /// restart repeat), if it changed and its last save is not too recent for its size.
+    pub async fn save_recent(&self, path: &Path) -> Result<(), ringsq_storage::Error> {
+        let now = Instant::now();
+        if !self.dirty_recent.get() || self.recent_due.get().is_some_and(|due| now < due) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.save_lock.lock().await;
+        self.dirty_recent.set(false);
+        let bytes = self.snapshot().encode();
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        let pace =
+            Duration::from_nanos(len.saturating_mul(1_000_000_000) / RECENT_SAVE_BYTES_PER_S);
+        self.recent_due
+            .set(Some(now + pace.max(RECENT_SAVE_INTERVAL_MIN)));
+        let result =
+            ringsq_storage::replace_unsynced(&ringsq_storage::UringIo, &recent_path(path), &bytes)
+                .await;
+        if result.is_err() {
+            self.dirty_recent.set(true);
+        }
+        result
+    }
+
+    /// Restores a saved state: the cursor (at most the log's end, which a crash may have moved
+    /// back), and every outstanding message, by position only — due ones requeued, deferred ones
+    /// deferred again; their records are read when they are delivered. Entries whose records the
+    /// log no longer has are reported and dropped.
+    pub fn restore(&self, saved: &Saved) {
+        let Some(snap) = saved.newest() else {
+            return;
+        };
+        let first = self.store.first();
+        let end = self.store.end();
+        self.generation.set(
+            [&saved.durable, &saved.recent]
+                .into_iter()
+                .flatten()
+                .map(|s| s.generation)
+                .max()
+                .unwrap_or(0),
+        );
+        self.persisted_lwm.set(saved.low_water_mark());
+        let mut cursor = Position::from(snap.cursor);
+        if cursor.seq > end.seq {
+            tracing::warn!(topic = %self.topic_name, channel = %self.name,
+                "resuming at seq {} (the log's end): records from there to seq {} were lost in a crash", end.seq, cursor.seq);
+            cursor = end;
+        } else if cursor.seq < first.seq {
+            cursor = first;
+        }
+        let mut st = self.state.borrow_mut();
+        st.read_pos = cursor;
+        st.skip = snap
+            .skip
+            .iter()
+            .map(|s| (s.seq, Position::from(s.to)))
+            .filter(|&(seq, to)| seq < to.seq && seq < end.seq)
+            .map(|(seq, to)| (seq, if to.seq > end.seq { end } else { to }))
+            .collect();
+        st.skip.make_contiguous().sort_by_key(|&(seq, _)| seq);
+        let lost = restore_outstanding(&mut st, snap, first, end, cursor);
+        drop(st);
+        if lost > 0 {
+            tracing::warn!(topic = %self.topic_name, channel = %self.name,
+                "{lost} outstanding message(s) are no longer in the log (lost in a crash before they were written)");
+        }
+        self.pass_skipped();
+        self.wake_timer.notify_one();
+        self.wake();
+    }
+}
+
+/// Puts each outstanding entry of `snap` back (requeued or deferred); returns how many refer to
+/// records the topic's log no longer has.
+fn restore_outstanding(
+    st: &mut State,
+    snap: &ChannelSnapshot,
+    first: Position,
+    end: Position,
+    cursor: Position,
+) -> usize {
+    let now_ns = now_ns();
+    let now = Instant::now();
+    let mut lost = 0;
+    for o in &snap.outstanding {
+        let p = Pending {
+            source: o.source,
+            pos: Position {
+                seq: o.seq,
+                offset: o.offset,
+            },
+            attempts: o.attempts,
+        };
+        if o.source == Source::Topic {
+            if o.seq < first.seq || o.seq >= end.seq {
+                lost += 1;
+                continue;
+            }
+            if o.seq >= cursor.seq {
+                st.taken_ahead.insert(o.seq);
+            }
+        }
+        if o.deliver_at_ns > now_ns {
+            let due = now + Duration::from_nanos(o.deliver_at_ns - now_ns);
+            st.defer(p, due, o.deliver_at_ns);
+        } else {
+            st.requeue_now(p);
+        }
+    }
+    lost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ChannelSnapshot {
+        ChannelSnapshot {
+            version: CHANNEL_SNAPSHOT_VERSION,
+            generation: 7,
+            cursor: SnapPos {
+                seq: 100,
+                offset: 5000,
+            },
+            outstanding: vec![
+                SnapOutstanding {
+                    source: Source::Topic,
+                    seq: 90,
+                    offset: 4500,
+                    attempts: 2,
+                    deliver_at_ns: 0,
+                },
+                SnapOutstanding {
+                    source: Source::Park,
+                    seq: 3,
+                    offset: 120,
+                    attempts: 5,
+                    deliver_at_ns: 1_700_000_000_000_000_000,
+                },
+            ],
+            skip: vec![SnapSkip {
+                seq: 120,
+                to: SnapPos {
+                    seq: 130,
+                    offset: 6000,
+                },
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
+        assert_eq!(ChannelSnapshot::decode(&s.encode()), Some(s));
+        let empty = ChannelSnapshot::at(Position::default());
+        assert_eq!(ChannelSnapshot::decode(&empty.encode()), Some(empty));
+    }
+
+    #[test]
+    fn any_damage_is_unreadable() {
+        let bytes = sample().encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(ChannelSnapshot::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert_eq!(ChannelSnapshot::decode(&b), None, "flip at {i}");
+        }
+        assert_eq!(ChannelSnapshot::decode(&[0u8; 64]), None);
+    }
+
+    #[test]
+    fn reads_version_1_json() {
+        let json = br#"{"version":1,"cursor":{"seq":10,"offset":400},"outstanding":[{"seq":4,"offset":160,"attempts":1,"deliver_at_ns":0}]}"#;
+        let s = ChannelSnapshot::decode(json).unwrap();
+        assert_eq!(s.generation, 0);
+        assert_eq!(s.outstanding[0].source, Source::Topic);
+        assert_eq!(s.low_water_mark().seq, 4);
+    }
+
+    #[test]
+    fn the_newest_state_wins_and_both_are_kept() {
+        let mut older = sample();
+        older.generation = 3;
+        older.cursor.seq = 50;
+        older.outstanding.clear();
+        let saved = Saved {
+            durable: Some(older.clone()),
+            recent: Some(sample()),
+        };
+        assert_eq!(saved.newest().map(|s| s.generation), Some(7));
+        assert_eq!(saved.low_water_mark().map(|p| p.seq), Some(50));
+        let saved = Saved {
+            durable: Some(sample()),
+            recent: Some(older),
+        };
+        assert_eq!(saved.newest().map(|s| s.generation), Some(7));
+    }
+}

@@ -1,0 +1,98 @@
+//! Deadlines: the timer task times out in-flight messages (nsqd's msg timeout) and releases
+//! deferred ones when they come due. It sleeps until the earliest deadline (never polling); a new
+//! deadline wakes it only when it is earlier than the one it sleeps for.
+
+use super::Channel;
+use std::cmp::Reverse;
+use std::rc::Rc;
+use std::time::Instant;
+
+impl Channel {
+    pub(super) async fn timer_loop(self: Rc<Self>) {
+        loop {
+            if self.deleted.get() {
+                return;
+            }
+            let next = self.fire_due(Instant::now());
+            self.state.borrow_mut().timer_at = next;
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = self.wake_timer.notified() => {}
+                    }
+                }
+                None => self.wake_timer.notified().await,
+            }
+        }
+    }
+
+    /// A deadline at `at` was set: wake the timer if it sleeps past it.
+    pub(super) fn timer_wanted(&self, at: Instant) {
+        let mut st = self.state.borrow_mut();
+        if st.timer_at.is_none_or(|t| at < t) {
+            st.timer_at = Some(at);
+            drop(st);
+            self.wake_timer.notify_one();
+        }
+    }
+
+    /// Times out expired in-flight messages and releases due deferred ones; returns the next
+    /// deadline.
+    fn fire_due(&self, now: Instant) -> Option<Instant> {
+        let mut timed_out = Vec::new();
+        let mut released = false;
+        let mut st = self.state.borrow_mut();
+        while let Some(Reverse((at, id))) = st.in_flight_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            st.in_flight_deadlines.pop();
+            // Stale heap entries (finished, or touched to a later deadline) are skipped.
+            if st.in_flight.get(&id).is_some_and(|f| f.deadline == at) {
+                if let Some(f) = st.in_flight.remove(&id) {
+                    timed_out.push(f.client_id);
+                    st.requeue_now(f.pending);
+                }
+            }
+        }
+        while let Some(Reverse((at, key))) = st.deferred_deadlines.peek().copied() {
+            if at > now {
+                break;
+            }
+            st.deferred_deadlines.pop();
+            if st.deferred.get(&key).is_some_and(|(_, due)| *due == at) {
+                if let Some((p, _)) = st.deferred.remove(&key) {
+                    st.requeue_now(p);
+                    released = true;
+                }
+            }
+        }
+        let next = [
+            st.in_flight_deadlines.peek().map(|r| r.0 .0),
+            st.deferred_deadlines.peek().map(|r| r.0 .0),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let consumers = st.consumers.clone();
+        drop(st);
+        for client_id in &timed_out {
+            if let Some(c) = consumers.iter().find(|c| c.id == *client_id) {
+                c.in_flight.set(c.in_flight.get().saturating_sub(1));
+                c.wake.notify_one();
+            }
+        }
+        if !timed_out.is_empty() {
+            let n = timed_out.len() as u64;
+            self.counters
+                .timeout_count
+                .set(self.counters.timeout_count.get() + n);
+        }
+        if released || !timed_out.is_empty() {
+            self.mark_dirty();
+            self.wake();
+        }
+        next
+    }
+}

@@ -88,7 +88,7 @@ pub struct Client {
     pub codec: Cell<Option<Codec>>,
     pub outbox: RefCell<Outbox>,
     /// Wakes the writer task.
-    pub wake: Notify,
+    pub wake: super::wake::Wake,
     /// Signalled by the writer after each flush (back-pressure for a pipelining publisher).
     pub drained: Notify,
     pub closed: Cell<bool>,
@@ -110,7 +110,7 @@ impl Client {
             pub_counts: RefCell::new(Vec::new()),
             codec: Cell::new(None),
             outbox: RefCell::new(Outbox::default()),
-            wake: Notify::new(),
+            wake: super::wake::Wake::new(),
             drained: Notify::new(),
             closed: Cell::new(false),
         }

@@ -14,6 +14,7 @@ pub mod metadata;
 pub mod paths;
 pub mod store;
 pub mod topic;
+pub mod wake;
 
 use crate::options::Options;
 use client::Client;

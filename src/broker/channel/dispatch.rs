@@ -281,7 +281,6 @@ impl Channel {
             Ok(None) => return Err(Error::Closed),
             Err(e) if is_permanent(&e) => {
                 st.requeued.pop_front();
-                st.outstanding.remove(&p.key());
                 drop(st);
                 tracing::error!(topic = %self.topic_name, channel = %self.name, seq = p.pos.seq,
                     "dropping a requeued message whose record cannot be read back: {e}");
@@ -295,7 +294,6 @@ impl Channel {
         match StoredMessage::decode(&record.data) {
             Ok(msg) => self.deliver(p, &msg, Instant::now()),
             Err(e) => {
-                self.state.borrow_mut().outstanding.remove(&p.key());
                 tracing::error!(topic = %self.topic_name, channel = %self.name, seq = p.pos.seq,
                     "dropping a requeued record that is not a message: {e}");
             }
@@ -363,12 +361,10 @@ impl Channel {
         };
         if sample_rate > 0 && rand::random::<u8>() % 100 > sample_rate {
             // nsqd drops a message a sampling client skips: it is finished for the channel.
-            st.outstanding.remove(&p.key());
             return;
         }
         p.attempts = p.attempts.saturating_add(1);
         let deadline = now + msg_timeout;
-        st.mark(&p, 0);
         st.in_flight_deadlines.push(Reverse((deadline, msg.id)));
         let replaced = st.in_flight.insert(
             msg.id,
@@ -387,12 +383,6 @@ impl Channel {
             // client can no longer FIN it; it counts as finished for that client.
             if let Some(c) = self.consumers().iter().find(|c| c.id == old.client_id) {
                 c.in_flight.set(c.in_flight.get().saturating_sub(1));
-            }
-            if old.pending.key() != p.key() {
-                self.state
-                    .borrow_mut()
-                    .outstanding
-                    .remove(&old.pending.key());
             }
         }
         client.in_flight.set(client.in_flight.get() + 1);

@@ -2,9 +2,10 @@
 //!
 //! Every message a channel has taken from the store and not finished is *outstanding*, in exactly
 //! one of three places: in flight to a client (with a deadline), deferred (REQ with a delay, or a
-//! DPUB not yet due), or requeued (due now, waiting for a ready client). `outstanding` indexes them
-//! by log sequence so the low-water mark — the oldest record this channel still needs — is one
-//! lookup. That mark is what lets the topic delete old segments, and it is what a restart resumes
+//! DPUB not yet due), or requeued (due now, waiting for a ready client). The oldest of their
+//! records and the cursor make the low-water mark — the oldest record this channel still needs
+//! (computed when asked, at sync points: nothing is kept per message for it). That mark is what
+//! lets the topic delete old segments, and it is what a restart resumes
 //! from: the persisted state (`persist.rs`) is the read cursor plus the outstanding list, so after
 //! `kill -9` every in-flight or deferred message is delivered again and finished ones are not
 //! (beyond the last ~100 ms).
@@ -42,7 +43,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -60,16 +61,6 @@ const REREAD_RECORDS_MAX: usize = 64;
 /// Stale deadline-heap entries (finished or touched messages) are dropped once the heap holds
 /// more than twice the live entries plus this many.
 const HEAP_SLACK_ENTRIES: usize = 1024;
-
-/// Every key of an outstanding message whose record is in the topic's log.
-fn topic_keys() -> std::ops::RangeInclusive<Key> {
-    (Source::Topic, 0)..=(Source::Topic, u64::MAX)
-}
-
-/// Every key of a parked message.
-fn park_keys() -> std::ops::RangeInclusive<Key> {
-    (Source::Park, 0)..=(Source::Park, u64::MAX)
-}
 
 /// Limits a channel needs from the options.
 #[derive(Debug, Clone)]
@@ -124,15 +115,6 @@ struct InFlight {
     delivered_at: Instant,
 }
 
-/// An outstanding message as the snapshot (and parking) needs it.
-#[derive(Debug, Clone, Copy)]
-struct Outstanding {
-    pos: Position,
-    attempts: u16,
-    /// Wall-clock ns when a deferred message is due; 0 when it is in flight or due now.
-    deliver_at_ns: u64,
-}
-
 #[derive(Debug, Default)]
 struct State {
     /// Next record to read from the store.
@@ -146,12 +128,11 @@ struct State {
     /// moment it is published, as nsqd): the cursor passes over them.
     taken_ahead: BTreeSet<u64>,
     requeued: VecDeque<Pending>,
-    deferred: HashMap<Key, (Pending, Instant)>,
+    /// By key: the message, when it is due, and that as wall-clock ns (what is saved).
+    deferred: HashMap<Key, (Pending, Instant, u64)>,
     deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
     in_flight: FxHashMap<MessageId, InFlight>,
     in_flight_deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
-    /// Every outstanding message (in flight, deferred or requeued), by where its record is.
-    outstanding: BTreeMap<Key, Outstanding>,
     /// Records read again for requeued messages, kept for their neighbours.
     reread: VecDeque<Record>,
     consumers: Vec<Rc<Client>>,
@@ -203,7 +184,7 @@ pub struct Channel {
     pub counters: ChannelCounters,
     /// Finish latencies (`--e2e-processing-latency-percentile`).
     pub e2e: super::e2e::E2eLatency,
-    wake_dispatch: Notify,
+    wake_dispatch: super::wake::Wake,
     wake_timer: Notify,
     /// Where this channel's park log lives (`None` for ephemeral channels), and the log once opened.
     park_dir: Option<PathBuf>,
@@ -268,7 +249,7 @@ impl Channel {
             }),
             counters: ChannelCounters::default(),
             e2e,
-            wake_dispatch: Notify::new(),
+            wake_dispatch: super::wake::Wake::new(),
             wake_timer: Notify::new(),
             park_dir,
             park: RefCell::new(None),
@@ -359,7 +340,6 @@ impl Channel {
     pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
         let f = self.take_in_flight(client, id)?;
         self.e2e.record(f.timestamp_ns);
-        self.state.borrow_mut().outstanding.remove(&f.pending.key());
         client.finish_count.set(client.finish_count.get() + 1);
         self.mark_dirty();
         Ok(())
@@ -417,12 +397,11 @@ impl Channel {
     /// more now: the dispatcher and the client's writer are woken then, and only then.
     fn take_in_flight(&self, client: &Client, id: &MessageId) -> Result<InFlight, InFlightError> {
         let mut st = self.state.borrow_mut();
-        match st.in_flight.get(id) {
-            None => return Err(InFlightError::NotInFlight),
-            Some(f) if f.client_id != client.id => return Err(InFlightError::NotOwner),
-            Some(_) => {}
-        }
         let f = st.in_flight.remove(id).ok_or(InFlightError::NotInFlight)?;
+        if f.client_id != client.id {
+            st.in_flight.insert(*id, f);
+            return Err(InFlightError::NotOwner);
+        }
         drop(st);
         let was_full = !client.is_ready_for_messages();
         client
@@ -452,7 +431,6 @@ impl Channel {
         st.deferred_deadlines.clear();
         st.in_flight.clear();
         st.in_flight_deadlines.clear();
-        st.outstanding.clear();
         st.reread.clear();
         st.epoch += 1;
         let consumers = st.consumers.clone();
@@ -545,12 +523,21 @@ impl Channel {
 }
 
 impl State {
+    /// Every outstanding message, with when it is due (wall-clock ns; 0 = now or in flight).
+    fn outstanding(&self) -> impl Iterator<Item = (Pending, u64)> + '_ {
+        let in_flight = self.in_flight.values().map(|f| (f.pending, 0));
+        let deferred = self.deferred.values().map(|(p, _, due_ns)| (*p, *due_ns));
+        let requeued = self.requeued.iter().map(|p| (*p, 0));
+        in_flight.chain(deferred).chain(requeued)
+    }
+
     fn low_water_mark(&self) -> Position {
         let cursor = self.cursor();
-        match self.outstanding.range(topic_keys()).next() {
-            Some((_, o)) if o.pos.seq < cursor.seq => o.pos,
-            _ => cursor,
-        }
+        self.outstanding()
+            .filter(|(p, _)| p.source == Source::Topic && p.pos.seq < cursor.seq)
+            .map(|(p, _)| p.pos)
+            .min()
+            .unwrap_or(cursor)
     }
 
     /// The next record this channel will take from the store.
@@ -567,31 +554,19 @@ impl State {
         self.reread = VecDeque::new();
     }
 
-    fn mark(&mut self, p: &Pending, deliver_at_ns: u64) {
-        let o = Outstanding {
-            pos: p.pos,
-            attempts: p.attempts,
-            deliver_at_ns,
-        };
-        self.outstanding.insert(p.key(), o);
-    }
-
     fn requeue_now(&mut self, p: Pending) {
-        self.mark(&p, 0);
         self.requeued.push_back(p);
     }
 
     /// Back to the head of the queue (taken, but no client was ready after all).
     fn requeue_front(&mut self, p: Pending) {
-        self.mark(&p, 0);
         self.requeued.push_front(p);
     }
 
     fn defer(&mut self, p: Pending, due: Instant, due_ns: u64) {
         let key = p.key();
-        self.mark(&p, due_ns);
         self.deferred_deadlines.push(Reverse((due, key)));
-        self.deferred.insert(key, (p, due));
+        self.deferred.insert(key, (p, due, due_ns));
         self.compact_deferred_deadlines();
     }
 
@@ -616,7 +591,7 @@ impl State {
         self.deferred_deadlines = self
             .deferred
             .iter()
-            .map(|(key, (_, due))| Reverse((*due, *key)))
+            .map(|(key, (_, due, _))| Reverse((*due, *key)))
             .collect();
     }
 
@@ -626,31 +601,25 @@ impl State {
     /// outstanding messages went, and the clients that had one of them in flight.
     fn forget_rolled_back(&mut self, to: Position) -> (usize, Vec<u64>) {
         let seq = to.seq;
-        let gone: Vec<Key> = self
-            .outstanding
-            .range((Source::Topic, seq)..=(Source::Topic, u64::MAX))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in &gone {
-            self.outstanding.remove(key);
-            self.deferred.remove(key);
-        }
+        let gone_from = |p: &Pending| p.source == Source::Topic && p.pos.seq >= seq;
+        let before = self.deferred.len() + self.in_flight.len() + self.requeued.len();
+        self.deferred.retain(|_, (p, _, _)| !gone_from(p));
         let mut clients = Vec::new();
         self.in_flight.retain(|_, f| {
-            let keep = !(f.pending.source == Source::Topic && f.pending.pos.seq >= seq);
-            if !keep {
+            let gone = gone_from(&f.pending);
+            if gone {
                 clients.push(f.client_id);
             }
-            keep
+            !gone
         });
-        self.requeued
-            .retain(|p| !(p.source == Source::Topic && p.pos.seq >= seq));
+        self.requeued.retain(|p| !gone_from(p));
+        let after = self.deferred.len() + self.in_flight.len() + self.requeued.len();
         let _gone_ahead = self.taken_ahead.split_off(&seq);
         self.prefetch.retain(|r| r.pos.seq < seq);
         self.reread.clear();
         if self.read_pos.seq > seq {
             self.read_pos = to;
         }
-        (gone.len(), clients)
+        (before - after, clients)
     }
 }

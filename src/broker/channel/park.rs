@@ -4,7 +4,7 @@
 //! From then on the topic's segments can be reclaimed while the message waits. The park log keeps
 //! only what some outstanding message still refers to.
 
-use super::{park_keys, topic_keys, Channel, Key, Source, State};
+use super::{Channel, Key, Source, State};
 use crate::broker::guid::now_ns;
 use crate::broker::message::StoredMessage;
 use ringsq_storage::{Log, LogConfig, Position, UringIo};
@@ -87,10 +87,10 @@ impl Channel {
         let floor = self
             .state
             .borrow()
-            .outstanding
-            .range(park_keys())
-            .next()
-            .map(|(k, _)| k.1);
+            .outstanding()
+            .filter(|(p, _)| p.source == Source::Park)
+            .map(|(p, _)| p.pos.seq)
+            .min();
         log.retain_from(floor.unwrap_or(log.end().seq));
         Ok(())
     }
@@ -128,32 +128,28 @@ impl Channel {
 impl State {
     /// Topic-log messages to park: (key, position, the deadline they keep).
     fn to_park(&self, beyond_ns: u64) -> Vec<(Key, Position, u64)> {
-        self.outstanding
-            .range(topic_keys())
-            .filter(|(_, o)| o.deliver_at_ns > beyond_ns || o.attempts >= PARK_ATTEMPTS_MIN)
-            .map(|(key, o)| (*key, o.pos, o.deliver_at_ns))
+        self.outstanding()
+            .filter(|(p, due_ns)| {
+                p.source == Source::Topic
+                    && (*due_ns > beyond_ns || p.attempts >= PARK_ATTEMPTS_MIN)
+            })
+            .map(|(p, due_ns)| (p.key(), p.pos, due_ns))
             .collect()
     }
 
     /// An outstanding message's record now lives at `pos` in `source`'s log (a message finished
-    /// meanwhile is left alone: its copy is garbage the park log reclaims).
+    /// meanwhile is left alone: its copy is garbage the park log reclaims). A taken-ahead record
+    /// parked before the cursor got there stays in `taken_ahead`: the cursor still passes it.
     fn repoint(&mut self, old: Key, source: Source, pos: Position) {
-        let Some(o) = self.outstanding.remove(&old) else {
-            return;
-        };
         let key = (source, pos.seq);
-        self.outstanding
-            .insert(key, super::Outstanding { pos, ..o });
-        if let Some((mut p, due)) = self.deferred.remove(&old) {
+        if let Some((mut p, due, due_ns)) = self.deferred.remove(&old) {
             (p.source, p.pos) = (source, pos);
             self.deferred_deadlines.push(Reverse((due, key)));
-            self.deferred.insert(key, (p, due));
+            self.deferred.insert(key, (p, due, due_ns));
         } else if let Some(f) = self.in_flight.values_mut().find(|f| f.pending.key() == old) {
             (f.pending.source, f.pending.pos) = (source, pos);
         } else if let Some(p) = self.requeued.iter_mut().find(|p| p.key() == old) {
             (p.source, p.pos) = (source, pos);
         }
-        // A taken-ahead record parked before the cursor got there stays in `taken_ahead`: the
-        // cursor still passes over it.
     }
 }

@@ -332,14 +332,13 @@ impl Channel {
             generation,
             cursor: st.cursor().into(),
             outstanding: st
-                .outstanding
-                .iter()
-                .map(|(&(source, seq), o)| SnapOutstanding {
-                    source,
-                    seq,
-                    offset: o.pos.offset,
-                    attempts: o.attempts,
-                    deliver_at_ns: o.deliver_at_ns,
+                .outstanding()
+                .map(|(p, deliver_at_ns)| SnapOutstanding {
+                    source: p.source,
+                    seq: p.pos.seq,
+                    offset: p.pos.offset,
+                    attempts: p.attempts,
+                    deliver_at_ns,
                 })
                 .collect(),
             skip: st

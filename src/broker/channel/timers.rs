@@ -61,8 +61,8 @@ impl Channel {
                 break;
             }
             st.deferred_deadlines.pop();
-            if st.deferred.get(&key).is_some_and(|(_, due)| *due == at) {
-                if let Some((p, _)) = st.deferred.remove(&key) {
+            if st.deferred.get(&key).is_some_and(|(_, due, _)| *due == at) {
+                if let Some((p, _, _)) = st.deferred.remove(&key) {
                     st.requeue_now(p);
                     released = true;
                 }

@@ -39,7 +39,6 @@ use super::client::Client;
 use super::store::{Store, Visible};
 use crate::protocol::MessageId;
 use ringsq_storage::{Log, LogConfig, Position, Record, UringIo};
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -131,7 +130,7 @@ struct State {
     /// By key: the message, when it is due, and that as wall-clock ns (what is saved).
     deferred: HashMap<Key, (Pending, Instant, u64)>,
     deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
-    in_flight: FxHashMap<MessageId, InFlight>,
+    in_flight: HashMap<MessageId, InFlight, foldhash::fast::RandomState>,
     in_flight_deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
     /// Records read again for requeued messages, kept for their neighbours.
     reread: VecDeque<Record>,

@@ -134,12 +134,19 @@ impl Topic {
             self.message_bytes
                 .set(self.message_bytes.get() + body.len() as u64);
         }
+        let mut floor = self.store.end().seq;
         for c in self.channels.borrow().values() {
             // nsqd counts a message for a channel when it reaches it, not when it is delivered.
             c.counters
                 .message_count
                 .set(c.counters.message_count.get() + stored);
             c.wake();
+            floor = floor.min(c.cursor_seq());
+        }
+        if let Some(log) = self.store.log() {
+            // What every channel has read leaves the tail cache (with no channel: everything
+            // written; the first channel reads its backlog from disk).
+            log.uncache_below(floor);
         }
         Ok(match (last, self.store.log()) {
             (Some(Appended::Log(pos)), Some(log)) => self.ack_policy(log, pos.seq + 1),

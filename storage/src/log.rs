@@ -81,6 +81,8 @@ pub(crate) struct State {
     pub taken: u64,
     pub cache: VecDeque<Record>,
     pub cache_bytes: usize,
+    /// Written records below this seq need not stay cached (see [`Log::uncache_below`]).
+    pub cache_floor: u64,
     /// Oldest first; the last one is being written.
     pub segments: VecDeque<SegmentInfo>,
     pub error: Option<Error>,
@@ -98,9 +100,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Drops cached records that are written, oldest first, while over the budget.
+    /// Drops cached records that are written, oldest first, while over the budget or below the
+    /// readers' floor.
     pub fn evict(&mut self, cache_bytes_max: usize) {
-        while self.cache_bytes > cache_bytes_max {
+        while self.cache_bytes > cache_bytes_max
+            || self.cache.front().is_some_and(|r| r.pos.seq < self.cache_floor)
+        {
             match self.cache.front() {
                 Some(r) if r.pos.seq < self.written.seq => {
                     self.cache_bytes -= r.data.len();
@@ -232,6 +237,7 @@ impl<I: Io> Log<I> {
             taken: end.seq,
             cache: VecDeque::new(),
             cache_bytes: 0,
+            cache_floor: 0,
             segments,
             error: None,
             closing: false,
@@ -296,6 +302,16 @@ impl<I: Io> Log<I> {
         drop(st);
         shared.work.notify_one();
         Ok(pos)
+    }
+
+    /// Readers are past `seq`: written records below it leave the cache now (and later ones as
+    /// they are written), so memory holds what readers near the tail still need, not a full
+    /// budget of what they already read. A reader asking for them again reads the disk.
+    pub fn uncache_below(&self, seq: u64) {
+        let shared = self.shared();
+        let mut st = shared.state.borrow_mut();
+        st.cache_floor = seq;
+        st.evict(shared.config.cache_bytes_max);
     }
 
     /// The position the next append will get.

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use tokio::time::Instant;
 
-/// Most bytes gathered into one write.
-const WRITE_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Most bytes gathered into one write (the write buffer, kept per log, grows to this).
+const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 
 /// The current segment, as opened at `Log::open`.
 pub(crate) struct Current<F> {

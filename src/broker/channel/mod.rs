@@ -463,6 +463,11 @@ impl Channel {
         (unread + st.requeued.len() as u64).saturating_sub(st.taken_ahead.len() as u64)
     }
 
+    /// The seq of the next record this channel will take from the topic's log.
+    pub fn cursor_seq(&self) -> u64 {
+        self.state.borrow().cursor().seq
+    }
+
     pub fn in_flight_count(&self) -> usize {
         self.state.borrow().in_flight.len()
     }

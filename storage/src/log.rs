@@ -104,7 +104,10 @@ impl State {
     /// readers' floor.
     pub fn evict(&mut self, cache_bytes_max: usize) {
         while self.cache_bytes > cache_bytes_max
-            || self.cache.front().is_some_and(|r| r.pos.seq < self.cache_floor)
+            || self
+                .cache
+                .front()
+                .is_some_and(|r| r.pos.seq < self.cache_floor)
         {
             match self.cache.front() {
                 Some(r) if r.pos.seq < self.written.seq => {

@@ -1033,3 +1033,78 @@ fn emptying_a_topic_without_channels_drops_its_backlog() {
     sub.rdy(10);
     assert_eq!(sub.read_msg().body, b"new");
 }
+
+/// nsqd's `Channel.Empty` drops what is in flight too: the client's later FIN fails.
+#[test]
+fn emptying_a_channel_drops_its_in_flight_messages() {
+    let b = Broker::start(&[]);
+    let mut sub = RawConn::subscriber(b.tcp_addr(), "ei", "c");
+    sub.rdy(1);
+    assert_eq!(post(&b, "/pub?topic=ei", b"one").status, 200);
+    assert_eq!(post(&b, "/pub?topic=ei", b"two").status, 200);
+    let m = sub.read_msg();
+    assert_eq!(m.body, b"one");
+    let (_, c) = topic_stats(&b, "ei");
+    assert_eq!(
+        (c["in_flight_count"].clone(), c["depth"].clone()),
+        (1.into(), 1.into()),
+        "{c}"
+    );
+    assert_ok_empty(&post(&b, "/channel/empty?topic=ei&channel=c", b""));
+    let (_, c) = topic_stats(&b, "ei");
+    assert_eq!(
+        (c["in_flight_count"].clone(), c["depth"].clone()),
+        (0.into(), 0.into()),
+        "{c}"
+    );
+    sub.fin(&m.id);
+    sub.expect_error(&format!(
+        "E_FIN_FAILED FIN {} failed ID not in flight",
+        m.id_str()
+    ));
+    // The client's window is free again: the next message reaches it.
+    assert_eq!(post(&b, "/pub?topic=ei", b"three").status, 200);
+    assert_eq!(sub.read_msg().body, b"three");
+}
+
+/// A DPUB'd message counts in `deferred_count` (not `depth`) from the moment it is published,
+/// whatever `--mem-queue-size` says (nsqd puts it in each channel's deferred queue at once).
+#[test]
+fn a_dpub_is_deferred_at_once_at_every_mem_queue_size() {
+    for flags in [&[][..], &["--mem-queue-size", "0"][..]] {
+        let b = Broker::start(flags);
+        assert_eq!(post(&b, "/topic/create?topic=dd", b"").status, 200);
+        assert_eq!(
+            post(&b, "/channel/create?topic=dd&channel=c", b"").status,
+            200
+        );
+        assert_eq!(post(&b, "/pub?topic=dd&defer=1500", b"later").status, 200);
+        assert_eq!(post(&b, "/pub?topic=dd", b"now").status, 200);
+        let (_, c) = topic_stats(&b, "dd");
+        assert_eq!(
+            (c["deferred_count"].clone(), c["depth"].clone()),
+            (1.into(), 1.into()),
+            "{flags:?}: {c}"
+        );
+        let mut sub = RawConn::subscriber(b.tcp_addr(), "dd", "c");
+        sub.rdy(10);
+        let m = sub.read_msg();
+        assert_eq!(m.body, b"now", "{flags:?}");
+        sub.fin(&m.id);
+        // Delivered when due, once: the cursor passes over its record.
+        let m = sub.read_msg();
+        assert_eq!(
+            (m.body.as_slice(), m.attempts),
+            (&b"later"[..], 1),
+            "{flags:?}"
+        );
+        sub.fin(&m.id);
+        sub.expect_no_frame(Duration::from_millis(300));
+        let (_, c) = topic_stats(&b, "dd");
+        assert_eq!(
+            (c["deferred_count"].clone(), c["depth"].clone()),
+            (0.into(), 0.into()),
+            "{c}"
+        );
+    }
+}

@@ -37,6 +37,8 @@ pub struct Topic {
     /// The log's end when the topic was paused: channels read no further while paused.
     pause_at: Rc<Cell<u64>>,
     guid: RefCell<GuidFactory>,
+    /// Where this topic's records are encoded (see `StoredMessage::encode_into`).
+    arena: RefCell<bytes::BytesMut>,
     pub message_count: Cell<u64>,
     pub message_bytes: Cell<u64>,
     /// Where the next "first channel" starts: the topic's backlog (nsqd gives it to the first
@@ -75,6 +77,7 @@ impl Topic {
             paused: Rc::new(Cell::new(false)),
             pause_at: Rc::new(Cell::new(0)),
             guid: RefCell::new(GuidFactory::new(cfg.node_id)),
+            arena: RefCell::new(bytes::BytesMut::new()),
             message_count: Cell::new(0),
             message_bytes: Cell::new(0),
             channel_cfg,
@@ -115,7 +118,8 @@ impl Topic {
                 deliver_at_ns,
                 body: body.clone(),
             };
-            let appended = self.store.append(msg.encode())?;
+            let record = msg.encode_into(&mut self.arena.borrow_mut());
+            let appended = self.store.append(record)?;
             let pos = match appended {
                 Appended::Log(pos) | Appended::Memory(pos) => Some(pos),
                 Appended::Dropped => None,

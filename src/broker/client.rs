@@ -8,7 +8,6 @@
 //! output buffer is full, when the client can take no more, or after `output_buffer_timeout`.
 
 use crate::protocol::{self, ProtocolError};
-use bytes::Bytes;
 use ringsq_storage::{Log, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -167,7 +166,7 @@ impl Client {
         timestamp_ns: i64,
         attempts: u16,
         id: &protocol::MessageId,
-        body: &Bytes,
+        body: &[u8],
     ) {
         let mut out = self.outbox.borrow_mut();
         protocol::write_message(&mut out.buf, timestamp_ns, attempts, id, body);

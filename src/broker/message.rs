@@ -68,7 +68,30 @@ impl StoredMessage {
         out.put_slice(&self.body);
     }
 
+    /// The message of a record, its body sharing the record's buffer.
     pub fn decode(record: &Bytes) -> Result<Self, MessageDecodeError> {
+        let v = MessageView::parse(record)?;
+        Ok(Self {
+            id: v.id,
+            timestamp_ns: v.timestamp_ns,
+            deliver_at_ns: v.deliver_at_ns,
+            body: record.slice(MESSAGE_HEADER_BYTES..),
+        })
+    }
+}
+
+/// A message read in place from a record's bytes (delivery copies the body straight into the
+/// client's output; nothing is allocated or reference-counted per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    pub id: MessageId,
+    pub timestamp_ns: i64,
+    pub deliver_at_ns: u64,
+    pub body: &'a [u8],
+}
+
+impl<'a> MessageView<'a> {
+    pub fn parse(record: &'a [u8]) -> Result<Self, MessageDecodeError> {
         if record.len() < MESSAGE_HEADER_BYTES {
             return Err(MessageDecodeError::TooShort { len: record.len() });
         }
@@ -82,7 +105,7 @@ impl StoredMessage {
             id,
             timestamp_ns,
             deliver_at_ns,
-            body: record.slice(MESSAGE_HEADER_BYTES..),
+            body: &record[MESSAGE_HEADER_BYTES..],
         })
     }
 }

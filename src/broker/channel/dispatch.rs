@@ -9,7 +9,7 @@
 use super::{Channel, Pending, Source, READ_AHEAD_BYTES_MAX, READ_AHEAD_RECORDS_MAX};
 use super::{REREAD_BYTES_MAX, REREAD_RECORDS_MAX};
 use crate::broker::guid::now_ns;
-use crate::broker::message::StoredMessage;
+use crate::broker::message::MessageView;
 use ringsq_storage::{Error, Position, Record};
 use std::cmp::Reverse;
 use std::rc::Rc;
@@ -238,7 +238,7 @@ impl Channel {
                 return;
             }
         }
-        let msg = match StoredMessage::decode(&record.data) {
+        let msg = match MessageView::parse(&record.data) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(topic = %self.topic_name, channel = %self.name, seq = record.pos.seq,
@@ -291,7 +291,7 @@ impl Channel {
         };
         st.requeued.pop_front();
         drop(st);
-        match StoredMessage::decode(&record.data) {
+        match MessageView::parse(&record.data) {
             Ok(msg) => self.deliver(p, &msg, Instant::now()),
             Err(e) => {
                 tracing::error!(topic = %self.topic_name, channel = %self.name, seq = p.pos.seq,
@@ -343,7 +343,7 @@ impl Channel {
     }
 
     /// Gives the message to the next ready consumer (round robin), or requeues it if none is.
-    fn deliver(&self, mut p: Pending, msg: &StoredMessage, now: Instant) {
+    fn deliver(&self, mut p: Pending, msg: &MessageView<'_>, now: Instant) {
         let mut st = self.state.borrow_mut();
         let n = st.consumers.len();
         let picked = (0..n)
@@ -387,7 +387,7 @@ impl Channel {
         }
         client.in_flight.set(client.in_flight.get() + 1);
         client.message_count.set(client.message_count.get() + 1);
-        client.send_message(msg.timestamp_ns, p.attempts, &msg.id, &msg.body);
+        client.send_message(msg.timestamp_ns, p.attempts, &msg.id, msg.body);
         self.timer_wanted(deadline);
     }
 }

@@ -13,8 +13,15 @@ use std::path::Path;
 /// Largest file `read_small_file` reads, in bytes.
 pub const SMALL_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Replaces `path` with `data` atomically and durably.
+/// Replaces `path` with `data` atomically and durably. The outcome is recorded in the backend's
+/// write health.
 pub async fn atomic_write<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()> {
+    let result = replace(io, path, data).await;
+    io.health().record(&result);
+    result
+}
+
+async fn replace<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()> {
     let temp = paths::temp_path(path);
     let file = io
         .open(&temp, OpenMode::CreateTruncate)

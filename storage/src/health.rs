@@ -70,6 +70,12 @@ impl WriteHealth {
         self.last_failure.borrow().clone()
     }
 
+    /// True while the latest write failed (poisoned logs aside): a write that succeeds would
+    /// make the backend healthy again.
+    pub fn latest_write_failed(&self) -> bool {
+        self.last_failure.borrow().is_some()
+    }
+
     /// Failed writes so far.
     pub fn failures_total(&self) -> u64 {
         self.failures_total.get()

@@ -14,6 +14,8 @@ use common::{Broker, RawConn};
 use std::process::Command;
 use std::time::Duration;
 
+thread_local! { static START: std::time::Instant = std::time::Instant::now(); }
+
 const TOPICS: usize = 20_000;
 /// The broker's descriptor limit, soft and hard.
 const NOFILE: u64 = 1024;
@@ -130,7 +132,7 @@ fn assert_within_budget(broker: &Broker, when: &str) {
         .call()
         .unwrap();
     assert_eq!(ping.into_string().unwrap(), "OK", "{when}");
-    eprintln!("{when}: {open} descriptors open");
+    eprintln!("{when}: {open} descriptors open ({:?} since the start)", START.with(|s| s.elapsed()));
 }
 
 #[test]

@@ -224,8 +224,8 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
         channels,
         depth,
         backend_depth: if topic.log().is_some() { depth } else { 0 },
-        message_count: topic.message_count.get(),
-        message_bytes: topic.message_bytes.get(),
+        message_count: topic.message_count(),
+        message_bytes: topic.message_bytes(),
         paused: topic.paused.get(),
         // nsqd's AggregateChannelE2eProcessingLatency: over every channel, filtered or not.
         e2e_processing_latency: E2eLatency::aggregate(topic.channels().iter().map(|c| &c.e2e)),

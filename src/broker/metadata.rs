@@ -10,9 +10,16 @@
 
 use super::{paths, Broker, BrokerError};
 use crate::protocol::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
+use ringsq_storage::Io;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
-use tokio::sync::broadcast::error::RecvError;
+use std::time::Duration;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+
+/// How often a failed `nsqd.dat` write is tried again (and, while writes fail, a probe write).
+pub const METADATA_RETRY: Duration = Duration::from_secs(1);
+/// Least time between two background rewrites of `nsqd.dat`.
+pub const METADATA_WRITE_INTERVAL_MIN: Duration = Duration::from_millis(200);
 
 /// The nsqd version written into `nsqd.dat` (what nsqd 1.3.0 writes).
 pub const METADATA_VERSION: &str = "1.3.0";
@@ -79,7 +86,10 @@ impl Broker {
         // Taken after the lock: a writer that waited writes the newest picture.
         let bytes = self.metadata_bytes();
         let path = paths::metadata_file(&data);
-        ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await?;
+        let written = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
+        // Behind until a write of the newest picture succeeds (the metadata loop retries).
+        self.metadata_dirty.set(written.is_err());
+        written?;
         Ok(())
     }
 
@@ -106,7 +116,19 @@ impl Broker {
                 );
                 continue;
             }
-            let topic = self.topic(&t.name).await?;
+            // A topic or channel that cannot be created now (a full disk) does not stop the
+            // start: what exists is served; the file keeps naming it until it is rewritten.
+            let topic = match self.topic(&t.name).await {
+                Ok(topic) => topic,
+                Err(e) => {
+                    tracing::error!(
+                        "TOPIC({}): cannot create it from {}: {e}",
+                        t.name,
+                        path.display()
+                    );
+                    continue;
+                }
+            };
             if t.paused {
                 topic.pause(true);
             }
@@ -119,7 +141,18 @@ impl Broker {
                     );
                     continue;
                 }
-                let channel = topic.channel(&c.name).await?;
+                let channel = match topic.channel(&c.name).await {
+                    Ok(channel) => channel,
+                    Err(e) => {
+                        tracing::error!(
+                            "TOPIC({}): cannot create channel {} from {}: {e}",
+                            t.name,
+                            c.name,
+                            path.display()
+                        );
+                        continue;
+                    }
+                };
                 if c.paused {
                     channel.paused.set(true);
                 }
@@ -129,26 +162,45 @@ impl Broker {
     }
 
     /// Subscribes now, then (when polled) rewrites `nsqd.dat` after every persistent create or
-    /// delete, coalescing bursts into one write. Ends when the broker exits.
+    /// delete, coalescing bursts into one write. A failed write is tried again every
+    /// [`METADATA_RETRY`]; so is one while the latest write anywhere failed (a full disk): its
+    /// success is what tells that writes work again when nothing else is written. Ends when the
+    /// broker exits.
     pub fn metadata_loop(self: Rc<Self>) -> impl std::future::Future<Output = ()> {
         let mut rx = self.cfg.events.subscribe();
         async move {
             loop {
-                let mut changed = match rx.recv().await {
-                    Ok(event) => event.is_persistent(),
-                    Err(RecvError::Lagged(_)) => true,
-                    Err(RecvError::Closed) => return,
+                let retry = self.metadata_dirty.get() || self.cfg.io.health().latest_write_failed();
+                let event = if retry {
+                    tokio::time::timeout(METADATA_RETRY, rx.recv()).await.ok()
+                } else {
+                    Some(rx.recv().await)
                 };
-                while let Ok(event) = rx.try_recv() {
-                    changed |= event.is_persistent();
+                let mut changed = match event {
+                    None | Some(Err(RecvError::Lagged(_))) => true,
+                    Some(Ok(event)) => event.is_persistent(),
+                    Some(Err(RecvError::Closed)) => return,
+                };
+                loop {
+                    match rx.try_recv() {
+                        Ok(event) => changed |= event.is_persistent(),
+                        Err(TryRecvError::Lagged(_)) => changed = true,
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                    }
                 }
                 if self.exiting.get() {
                     return;
                 }
-                if changed {
+                if changed || self.metadata_dirty.get() {
                     if let Err(e) = self.persist_metadata().await {
                         tracing::error!("failed to persist metadata - {e}");
                     }
+                    // One rewrite of the whole picture per interval at most, whatever the rate
+                    // of creates: the file grows with the topics, so rewriting it per create
+                    // would make creating N topics cost N². (A create does not wait for it: the
+                    // topic's directory and the channel's state file are on disk before its
+                    // `200`, and start-up finds them.)
+                    tokio::time::sleep(METADATA_WRITE_INTERVAL_MIN).await;
                 }
             }
         }

@@ -19,7 +19,7 @@ pub mod wake;
 use crate::options::Options;
 use client::Client;
 use events::{Events, MetaEvent};
-use ringsq_storage::{Log, LogConfig, UringIo};
+use ringsq_storage::{Io, Log, LogConfig, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -56,6 +56,24 @@ pub struct BrokerConfig {
     /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops).
     pub events: Events,
     pub e2e: e2e::E2eConfig,
+}
+
+/// File descriptors left to connections, listeners and the runtime: a quarter of the limit.
+const FDS_RESERVED_DIVISOR: u64 = 4;
+/// ... and at least this many (or half the limit, when it is tiny).
+const FDS_RESERVED_MIN: u64 = 64;
+/// Most files the storage keeps open at once, whatever the limit: enough for thousands of busy
+/// topics (an idle one holds none), few enough that 100 000 topics fit in any real limit.
+const FILES_OPEN_MAX: u64 = 4096;
+
+/// How many files the storage may hold open under a descriptor limit (`None`: unlimited).
+pub fn file_budget(limit: Option<u64>) -> usize {
+    let Some(limit) = limit else {
+        return usize::try_from(FILES_OPEN_MAX).unwrap_or(usize::MAX);
+    };
+    let reserved = (limit / FDS_RESERVED_DIVISOR).max(FDS_RESERVED_MIN.min(limit / 2));
+    let budget = limit.saturating_sub(reserved).min(FILES_OPEN_MAX);
+    usize::try_from(budget).unwrap_or(usize::MAX)
 }
 
 /// Recent records each topic keeps in memory for consumers at the tail. Per topic, so it bounds
@@ -127,6 +145,8 @@ pub struct Broker {
     create_lock: tokio::sync::Mutex<()>,
     /// One `nsqd.dat` write at a time.
     metadata_lock: tokio::sync::Mutex<()>,
+    /// `nsqd.dat` is behind the broker's state (a write failed, or changes wait to be written).
+    metadata_dirty: Cell<bool>,
     next_client_id: Cell<u64>,
     pub clients: RefCell<HashMap<u64, Rc<Client>>>,
     pub exiting: Cell<bool>,
@@ -144,18 +164,41 @@ impl Broker {
             topics: RefCell::new(BTreeMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
             metadata_lock: tokio::sync::Mutex::new(()),
+            metadata_dirty: Cell::new(false),
             next_client_id: Cell::new(1),
             clients: RefCell::new(HashMap::new()),
             exiting: Cell::new(false),
             start_unix_s: guid::now_ns() / 1_000_000_000,
             known_channels: RefCell::new(None),
         });
+        broker.budget_files();
         broker.load().await?;
         broker.load_metadata().await?;
-        broker.import_go_queues().await?;
-        // As nsqd: write the file back at once (a Go-written one becomes ours).
-        broker.persist_metadata().await?;
+        match broker.import_go_queues().await {
+            Err(BrokerError::Storage(e)) if e.is_no_space() => tracing::error!(
+                "taking over Go nsqd's disk queues stopped: {e} (tried again at the next start)"
+            ),
+            other => other?,
+        }
+        // As nsqd: write the file back at once (a Go-written one becomes ours). Unlike nsqd, a
+        // failure (a full disk) does not stop the start: the metadata loop writes it later.
+        if let Err(e) = broker.persist_metadata().await {
+            tracing::error!("failed to persist metadata - {e} (retrying in the background)");
+            broker.metadata_dirty.set(true);
+        }
         Ok(broker)
+    }
+
+    /// Sizes the storage's file budget from the process's descriptor limit (see
+    /// [`file_budget`]).
+    fn budget_files(&self) {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let budget = file_budget(limit);
+        self.cfg.io.files().set_open_max(budget);
+        tracing::info!(
+            "file descriptors: limit {}, storage keeps at most {budget} files open",
+            limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string())
+        );
     }
 
     async fn load(&self) -> Result<(), BrokerError> {
@@ -322,9 +365,11 @@ impl Broker {
             if self.exiting.get() {
                 return;
             }
-            for topic in self.topics() {
-                topic.checkpoint().await;
-            }
+            for_each_topic(
+                self.topics(),
+                |topic| async move { topic.checkpoint().await },
+            )
+            .await;
         }
     }
 
@@ -342,14 +387,14 @@ impl Broker {
         }
     }
 
-    /// Health for `/ping`: the first failing log's error.
+    /// Health for `/ping`, `/stats` and `/metrics`, as nsqd's `GetHealth`: the error of the
+    /// latest write when it failed (a full disk, EIO) until a write succeeds again, or of a log
+    /// that stopped writing after an fsync error (see `ringsq_storage::WriteHealth`).
     pub fn health(&self) -> Result<(), String> {
-        for t in self.topics() {
-            if let Some(e) = t.log().and_then(Log::error) {
-                return Err(e.to_string());
-            }
+        match self.cfg.io.health().error() {
+            None => Ok(()),
+            Some(e) => Err(e.to_string()),
         }
-        Ok(())
     }
 
     /// Clean shutdown: every log flushed and fsynced, every channel's state saved.
@@ -358,8 +403,32 @@ impl Broker {
         if let Err(e) = self.persist_metadata().await {
             tracing::error!("failed to persist metadata - {e}");
         }
-        for topic in self.topics() {
-            topic.close().await;
+        for_each_topic(self.topics(), |topic| async move { topic.close().await }).await;
+    }
+}
+
+/// Topics worked on at once by the checkpoint loop and at shutdown: their fsyncs overlap (the
+/// file system commits them together) instead of waiting for each other, one topic at a time.
+const TOPIC_JOBS_CONCURRENT: usize = 64;
+
+/// Runs `job` for every topic, at most [`TOPIC_JOBS_CONCURRENT`] at once; returns when all
+/// are done.
+async fn for_each_topic<Fut>(topics: Vec<Rc<Topic>>, job: impl Fn(Rc<Topic>) -> Fut)
+where
+    Fut: Future<Output = ()> + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for topic in topics {
+        if running.len() >= TOPIC_JOBS_CONCURRENT {
+            if let Some(Err(e)) = running.join_next().await {
+                tracing::error!("a topic job failed: {e}");
+            }
+        }
+        running.spawn_local(job(topic));
+    }
+    while let Some(done) = running.join_next().await {
+        if let Err(e) = done {
+            tracing::error!("a topic job failed: {e}");
         }
     }
 }

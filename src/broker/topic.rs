@@ -10,7 +10,7 @@ use super::BrokerConfig;
 use bytes::Bytes;
 use ringsq_storage::{Log, Position, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -39,8 +39,12 @@ pub struct Topic {
     guid: RefCell<GuidFactory>,
     /// Where this topic's records are encoded (see `StoredMessage::encode_into`).
     arena: RefCell<bytes::BytesMut>,
-    pub message_count: Cell<u64>,
-    pub message_bytes: Cell<u64>,
+    /// Messages (and body bytes) stored: see [`Topic::message_count`].
+    message_count: Cell<u64>,
+    message_bytes: Cell<u64>,
+    /// Publishes whose `OK` waits for the log: (ticket, messages, body bytes). They count once
+    /// the log got there, never if the write failed (ENOSPC).
+    unsettled: RefCell<VecDeque<(Ticket, u64, u64)>>,
     /// Where the next "first channel" starts: the topic's backlog (nsqd gives it to the first
     /// channel; later channels start at the tail).
     backlog_start: Cell<Position>,
@@ -80,6 +84,7 @@ impl Topic {
             arena: RefCell::new(bytes::BytesMut::new()),
             message_count: Cell::new(0),
             message_bytes: Cell::new(0),
+            unsettled: RefCell::new(VecDeque::new()),
             channel_cfg,
             cfg,
             create_lock: tokio::sync::Mutex::new(()),
@@ -110,6 +115,7 @@ impl Topic {
         let timestamp_ns = i64::try_from(now).unwrap_or(i64::MAX);
         let mut last = None;
         let mut stored = 0u64;
+        let (mut count, mut bytes) = (0u64, 0u64);
         for body in bodies {
             let id = self.guid.borrow_mut().next_id();
             let msg = StoredMessage {
@@ -134,9 +140,8 @@ impl Topic {
                 }
             }
             last = Some(appended);
-            self.message_count.set(self.message_count.get() + 1);
-            self.message_bytes
-                .set(self.message_bytes.get() + body.len() as u64);
+            count += 1;
+            bytes += body.len() as u64;
         }
         let mut floor = self.store.end().seq;
         for c in self.channels.borrow().values() {
@@ -152,10 +157,59 @@ impl Topic {
             // written; the first channel reads its backlog from disk).
             log.uncache_below(floor);
         }
-        Ok(match (last, self.store.log()) {
+        let ack = match (last, self.store.log()) {
             (Some(Appended::Log(pos)), Some(log)) => self.ack_policy(log, pos.seq + 1),
             _ => Ack::Now,
-        })
+        };
+        self.count_published(&ack, count, bytes);
+        Ok(ack)
+    }
+
+    /// Counts published messages as the publisher's `OK` does: at once when it is sent at once,
+    /// else once the log has done what the `OK` waits for (never if that failed).
+    fn count_published(&self, ack: &Ack, count: u64, bytes: u64) {
+        if let Ack::Wait { ticket, .. } = ack {
+            self.unsettled
+                .borrow_mut()
+                .push_back((*ticket, count, bytes));
+            self.settle();
+        } else {
+            self.message_count.set(self.message_count.get() + count);
+            self.message_bytes.set(self.message_bytes.get() + bytes);
+        }
+    }
+
+    /// Moves written publishes into the counts and drops failed ones (oldest first: the log
+    /// writes, and fails, in order).
+    fn settle(&self) {
+        let Some(log) = self.store.log() else {
+            return;
+        };
+        let mut unsettled = self.unsettled.borrow_mut();
+        while let Some(&(ticket, count, bytes)) = unsettled.front() {
+            match log.ticket_state(ticket, self.cfg.ack_after_sync) {
+                None => break,
+                Some(Ok(())) => {
+                    self.message_count.set(self.message_count.get() + count);
+                    self.message_bytes.set(self.message_bytes.get() + bytes);
+                }
+                Some(Err(_)) => {}
+            }
+            unsettled.pop_front();
+        }
+    }
+
+    /// nsqd's topic `message_count`: messages acknowledged to their publisher (a publish whose
+    /// write failed, ENOSPC for example, is not counted).
+    pub fn message_count(&self) -> u64 {
+        self.settle();
+        self.message_count.get()
+    }
+
+    /// Body bytes of the messages counted by [`Topic::message_count`].
+    pub fn message_bytes(&self) -> u64 {
+        self.settle();
+        self.message_bytes.get()
     }
 
     /// `--ack-after-sync`: after the fsync. `--mem-queue-size 0`: after the write. Otherwise at

@@ -1,7 +1,8 @@
 //! `/ping`, `/info`, `/topic/*`, `/channel/*`: nsqd's handlers, with its exact checks, their
 //! order and its error texts (`/topic/*` say `INVALID_TOPIC`, `/channel/*` say
-//! `INVALID_ARG_TOPIC`: nsqd spells them differently). Pause and unpause rewrite `nsqd.dat`
-//! before answering, so a crash right after the `200` cannot (un)pause anything.
+//! `INVALID_ARG_TOPIC`: nsqd spells them differently). Pause, unpause and delete rewrite
+//! `nsqd.dat` before answering, so a crash right after the `200` cannot undo them (creates need
+//! not wait: the topic's directory and the channel's state file are on disk before the `200`).
 
 use super::response::{self, ApiError, ApiResult, Resp};
 use super::Req;
@@ -108,6 +109,8 @@ pub async fn topic_delete(broker: &Broker, req: &Req) -> ApiResult {
     if !broker.delete_topic(&name).await {
         return Err(ApiError::new(404, "TOPIC_NOT_FOUND"));
     }
+    // At once (not with the background rewrite): a crash must not bring the topic back.
+    persist(broker).await;
     Ok(response::empty())
 }
 
@@ -163,6 +166,7 @@ pub async fn channel_delete(broker: &Broker, req: &Req) -> ApiResult {
     if topic.ephemeral && topic.channels().is_empty() {
         broker.delete_topic(&topic.name).await;
     }
+    persist(broker).await;
     Ok(response::empty())
 }
 

@@ -107,6 +107,13 @@ impl Error {
     pub fn is_no_space(&self) -> bool {
         matches!(self, Error::NoSpace { .. })
     }
+
+    /// True when a system call failed for want of a file descriptor (EMFILE, ENFILE): transient,
+    /// nothing on disk is wrong.
+    pub fn is_out_of_files(&self) -> bool {
+        matches!(self, Error::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+    }
 }
 
 /// Short alias used throughout the crate.

@@ -12,9 +12,12 @@ pub mod uring;
 pub use mem::MemIo;
 pub use uring::UringIo;
 
+use crate::files::Files;
+use crate::health::WriteHealth;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,8 @@ pub trait Io: Clone + std::fmt::Debug + 'static {
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Removes a file (durable only after [`Io::sync_dir`]).
     async fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// True if `path` is an existing directory.
+    async fn dir_exists(&self, path: &Path) -> io::Result<bool>;
     /// Creates a directory and its parents.
     async fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Removes a directory and everything in it.
@@ -49,6 +54,11 @@ pub trait Io: Clone + std::fmt::Debug + 'static {
     async fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Names of the entries of a directory, in no particular order.
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
+    /// This backend's file budget and handle cache: every `open` (and `sync_dir`) takes a slot
+    /// from it, waiting while none is free (see [`crate::files`]).
+    fn files(&self) -> Rc<Files<Self::File>>;
+    /// This backend's write health (see [`crate::health`]).
+    fn health(&self) -> Rc<WriteHealth>;
 }
 
 /// An open file of an [`Io`] backend.

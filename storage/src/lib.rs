@@ -19,7 +19,17 @@
 //! - Failure semantics: an fsync error or a write error other than ENOSPC *poisons* the log
 //!   (no more appends; every waiter gets the error; [`Log::error`] keeps the original). ENOSPC
 //!   fails the records of that write and those queued behind ([`Error::NoSpace`]), rolls `end`
-//!   back to `written`, truncates the partial bytes, and does not poison.
+//!   back to `written`, truncates the partial bytes, and does not poison; so does a write that
+//!   finds no file descriptor (EMFILE, ENFILE).
+//! - [`WriteHealth`] ([`Io::health`]): the outcome of the latest write through a backend (any
+//!   log, any [`atomic_write`]) and the logs that are poisoned, for a health check.
+//! - [`Files`] ([`Io::files`]): file descriptors as a budget. Every open takes a slot (waiting
+//!   while none is free); segment handles stay in a small LRU cache and are closed when the
+//!   budget needs them or after [`files::IDLE_CLOSE_AFTER`] unused, never while they hold
+//!   unsynced writes. An idle log holds no descriptor; many logs share a few.
+//! - Opening a log writes nothing when its directory exists (a full disk does not stop it):
+//!   the first segment of an empty log is created by its first write, and the last segment is
+//!   fdatasynced at open only when recovery found writes the checkpoint does not cover.
 //!
 //! # On-disk format (version 1)
 //!
@@ -74,9 +84,9 @@
 //! | 28..36 | end offset | u64: logical offset matching `end seq` |
 //! | 36..40 | CRC | u32: CRC32C of bytes 0..36 |
 //!
-//! Written with [`atomic_write`] at every segment roll, at close, and at most once per
-//! `sync_timeout` while the durable end moves — never per group commit (that would double
-//! the fsyncs).
+//! Written with [`atomic_write`] at every segment roll, at close when it is stale, and at most
+//! once per `sync_timeout` while the durable end moves — never per group commit (that would
+//! double the fsyncs), and only over a clean (fdatasynced) segment.
 //!
 //! ## Temporary files
 //!
@@ -94,7 +104,7 @@
 //!
 //! | # | situation on disk | what open does |
 //! | --- | --- | --- |
-//! | 1 | empty or missing directory | create it and a first segment at seq 0 (or at the checkpoint's end if only a checkpoint is left) |
+//! | 1 | empty or missing directory | create it (each new directory fsynced in its parent); the first segment, at seq 0 (or at the checkpoint's end if only a checkpoint is left), is created by the first write |
 //! | 2 | clean close: checkpoint names the last segment at its end | scan nothing; open |
 //! | 3 | last segment longer than the checkpoint says (appended after it) | scan from the checkpoint; keep every valid record |
 //! | 4 | torn last record: runs past end of file | truncate it (`TornTailTruncated`) |
@@ -128,7 +138,9 @@
 //! those. They run at open, after ENOSPC, and in [`Log::destroy`], never on the append path.
 
 mod error;
+pub mod files;
 pub mod format;
+mod health;
 pub mod io;
 mod log;
 mod meta;
@@ -139,6 +151,8 @@ mod recovery;
 mod writer;
 
 pub use error::Error;
+pub use files::{Files, FilesStats};
+pub use health::WriteHealth;
 pub use io::mem::{CrashMode, Fault, MemIo, Op};
 pub use io::{Io, IoFile, OpenMode, UringIo};
 pub use log::{Log, LogConfig, LogStats, Ticket};

@@ -9,6 +9,7 @@
 //! segment file.
 
 use crate::error::{Error, Result};
+use crate::files::{open_cached, Handle as FileHandle};
 use crate::format::record_encoded_len;
 use crate::io::Io;
 use crate::position::{Position, Record};
@@ -157,21 +158,19 @@ pub(crate) struct Shared<I: Io> {
     pub dir: PathBuf,
     pub config: LogConfig,
     pub state: RefCell<State>,
-    /// Wakes the writer task (a stored permit: no lost wake-ups).
-    pub work: Notify,
+    /// Wakes the writer task (a stored permit: no lost wake-ups). Shared with the handle cache,
+    /// which wakes the writer when it needs the log's dirty file back.
+    pub work: Rc<Notify>,
     /// Wakes every waiter when `written`, `synced`, the error or the closed flag change.
     pub progress: Notify,
-    /// The segment file readers used last (base offset, file), kept open for the next read.
-    pub reader_file: RefCell<Option<(u64, Rc<I::File>)>>,
 }
 
 impl<I: Io> Shared<I> {
-    /// Drops the cached read handle of a removed segment.
-    pub fn forget_reader(&self, base_offset: u64) {
-        let mut cached = self.reader_file.borrow_mut();
-        if cached.as_ref().is_some_and(|(b, _)| *b == base_offset) {
-            *cached = None;
-        }
+    /// A segment's file for reading, from the backend's handle cache or opened now.
+    pub async fn segment_file(&self, path: &Path) -> Result<FileHandle<I::File>> {
+        open_cached(&self.io, path, false)
+            .await
+            .map_err(|e| Error::io("open", path, e))
     }
 }
 
@@ -222,17 +221,11 @@ impl<I: Io> Log<I> {
     /// `tokio_uring::start` provides).
     pub async fn open(io: I, dir: &Path, config: LogConfig) -> Result<(Self, RecoveryReport)> {
         config.validate()?;
-        io.create_dir_all(dir)
-            .await
-            .map_err(|e| Error::io("create directory", dir, e))?;
-        let parent = crate::paths::parent_dir(dir);
-        io.sync_dir(&parent)
-            .await
-            .map_err(|e| Error::io("fsync directory", &parent, e))?;
+        create_dir_durably(&io, dir).await?;
         let (recovered, report) = recovery::recover(&io, dir, config.record_size_max).await?;
         tracing::info!(dir = %dir.display(), "{report}");
-        let (writer_parts, segments) = writer::open_current(&io, dir, recovered).await?;
-        let end = segments.back().map(|s| s.end).unwrap_or_default();
+        let opened = writer::open_current(&io, recovered, dir).await?;
+        let end = opened.end;
         let state = State {
             end,
             written: end,
@@ -241,7 +234,7 @@ impl<I: Io> Log<I> {
             cache: VecDeque::new(),
             cache_bytes: 0,
             cache_floor: 0,
-            segments,
+            segments: opened.segments,
             error: None,
             closing: false,
             writer_done: false,
@@ -257,11 +250,11 @@ impl<I: Io> Log<I> {
             dir: dir.to_path_buf(),
             config,
             state: RefCell::new(state),
-            work: Notify::new(),
+            work: Rc::new(Notify::new()),
             progress: Notify::new(),
-            reader_file: RefCell::new(None),
         });
-        tokio::task::spawn_local(writer::Writer::new(Rc::clone(&shared), writer_parts).run());
+        let writer = writer::Writer::new(Rc::clone(&shared), opened.current, opened.checkpointed);
+        tokio::task::spawn_local(writer.run());
         let log = Log {
             handle: Rc::new(Handle { shared }),
         };
@@ -539,6 +532,7 @@ impl<I: Io> Log<I> {
             tracing::warn!("destroying a log that failed to close: {e}");
         }
         let shared = self.shared();
+        shared.io.files().forget_under(&shared.dir);
         shared
             .io
             .remove_dir_all(&shared.dir)
@@ -551,6 +545,40 @@ impl<I: Io> Log<I> {
             .await
             .map_err(|e| Error::io("fsync directory", &parent, e))
     }
+}
+
+/// Creates `dir` and the parents it lacks, each made durable in its parent (directory fsync).
+/// An existing directory costs a stat and writes nothing (a log opens on a full disk).
+async fn create_dir_durably<I: Io>(io: &I, dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        let exists = io
+            .dir_exists(at)
+            .await
+            .map_err(|e| Error::io("stat", at, e))?;
+        if exists {
+            break;
+        }
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            Some(_) | None => break,
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    io.create_dir_all(dir)
+        .await
+        .map_err(|e| Error::io("create directory", dir, e))?;
+    for created in missing {
+        let parent = crate::paths::parent_dir(created);
+        io.sync_dir(&parent)
+            .await
+            .map_err(|e| Error::io("fsync directory", &parent, e))?;
+    }
+    Ok(())
 }
 
 impl LogConfig {

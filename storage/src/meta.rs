@@ -13,17 +13,23 @@ use std::path::Path;
 /// Largest file `read_small_file` reads, in bytes.
 pub const SMALL_FILE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Replaces `path` with `data` atomically and durably.
+/// Replaces `path` with `data` atomically and durably. The outcome is recorded in the backend's
+/// write health.
 pub async fn atomic_write<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()> {
-    replace(io, path, data, true).await
+    let result = replace(io, path, data, true).await;
+    io.health().record(&result);
+    result
 }
 
 /// Replaces `path` with `data` atomically but without any fsync: after a process crash
 /// (`kill -9`) `path` holds the old or the new contents; after a power cut it may hold either,
 /// or (on file systems that do not order a rename after the data it replaces) be empty or torn.
 /// For state that is also saved durably elsewhere and only shortens what a restart repeats.
+/// The outcome is recorded in the backend's write health.
 pub async fn replace_unsynced<I: Io>(io: &I, path: &Path, data: &[u8]) -> Result<()> {
-    replace(io, path, data, false).await
+    let result = replace(io, path, data, false).await;
+    io.health().record(&result);
+    result
 }
 
 async fn replace<I: Io>(io: &I, path: &Path, data: &[u8], durable: bool) -> Result<()> {

@@ -17,7 +17,6 @@ use crate::log::{Shared, State};
 use crate::position::{Position, Record};
 use bytes::Bytes;
 use std::path::PathBuf;
-use std::rc::Rc;
 
 /// Smallest disk read, in bytes (a page: one small record, or several).
 const READ_CHUNK_BYTES_MIN: u64 = 4 * 1024;
@@ -29,7 +28,6 @@ const RESYNC_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// Where on disk a read starts.
 struct DiskRead {
     path: PathBuf,
-    base_offset: u64,
     start: Position,
     file_pos: u64,
     /// End of the records readable in this segment.
@@ -51,24 +49,7 @@ pub(crate) async fn read<I: Io>(
         Source::Done(records) => return Ok(records),
         Source::Disk(target) => target,
     };
-    let cached = shared
-        .reader_file
-        .borrow()
-        .as_ref()
-        .filter(|(base, _)| *base == target.base_offset)
-        .map(|(_, f)| Rc::clone(f));
-    let file = if let Some(file) = cached {
-        file
-    } else {
-        let file = shared
-            .io
-            .open(&target.path, OpenMode::Read)
-            .await
-            .map_err(|e| Error::io("open", &target.path, e))?;
-        let file = Rc::new(file);
-        *shared.reader_file.borrow_mut() = Some((target.base_offset, Rc::clone(&file)));
-        file
-    };
+    let file = shared.segment_file(&target.path).await?;
     read_disk(
         &*file,
         &target,
@@ -144,7 +125,6 @@ fn locate(st: &State, from: Position, max_records: usize, max_bytes: usize) -> R
     let segment = segment.ok_or(bad)?;
     Ok(Source::Disk(DiskRead {
         path: segment.path.clone(),
-        base_offset: segment.base.offset,
         start,
         file_pos: SEGMENT_HEADER_BYTES_U64 + (start.offset - segment.base.offset),
         end: segment.end,

@@ -8,6 +8,7 @@
 //! fdatasync covers only completed writes.
 
 use crate::error::{Error, Result};
+use crate::files::{open_cached, Handle};
 use crate::format::{self, Checkpoint, SegmentHeader, SEGMENT_HEADER_BYTES_U64};
 use crate::io::{Io, IoFile, OpenMode};
 use crate::log::Shared;
@@ -23,62 +24,95 @@ use tokio::time::Instant;
 /// Most bytes gathered into one write (the write buffer, kept per log, grows to this).
 const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
 
-/// The current segment, as opened at `Log::open`.
-pub(crate) struct Current<F> {
-    file: F,
+/// The segment being appended to. Its file is opened through the backend's handle cache when
+/// needed (an idle log holds no descriptor).
+pub(crate) struct Current {
     path: PathBuf,
     file_pos: u64,
     base: Position,
+    /// False until the segment file exists: a log with no segment creates it at its first
+    /// write, so opening a log never needs free space.
+    created: bool,
 }
 
-/// Opens (or, for an empty directory, creates) the segment to append to.
+/// What `Log::open` hands the writer.
+pub(crate) struct Opened {
+    pub current: Current,
+    pub segments: VecDeque<SegmentInfo>,
+    /// The log's end (where the next append goes).
+    pub end: Position,
+    /// The durable end the checkpoint file already records, if it matches the log.
+    pub checkpointed: Option<Position>,
+}
+
+/// Takes over the segment to append to (the last one), or plans the first one for an empty
+/// directory. Writes nothing: after a clean close nothing is even opened; otherwise the last
+/// segment is fdatasynced, as what recovery kept may sit in the page cache only (after a
+/// process crash).
 pub(crate) async fn open_current<I: Io>(
     io: &I,
-    dir: &Path,
     recovered: Recovered,
-) -> Result<(Current<I::File>, VecDeque<SegmentInfo>)> {
+    dir: &Path,
+) -> Result<Opened> {
     let mut segments: VecDeque<SegmentInfo> = recovered.segments.into();
-    let current = if let Some(last) = segments.back() {
-        let file = io
-            .open(&last.path, OpenMode::ReadWrite)
-            .await
-            .map_err(|e| Error::io("open", &last.path, e))?;
-        // What recovery kept may sit in the page cache only (after a process crash).
-        file.sync_data()
-            .await
-            .map_err(|e| Error::io("fdatasync", &last.path, e))?;
-        Current {
-            file,
-            path: last.path.clone(),
-            file_pos: last.file_len(),
-            base: last.base,
-        }
-    } else {
-        // Never reuse seqs: start where the checkpoint says the log ended.
-        let base = recovered
-            .checkpoint
-            .map_or_else(Position::default, |c| Position {
+    let checkpoint_end = recovered.checkpoint.map(|c| {
+        (
+            c.segment_base_offset,
+            Position {
                 seq: c.end_seq,
                 offset: c.end_offset,
-            });
-        let (file, path) = create_segment(io, dir, base).await?;
+            },
+        )
+    });
+    let Some(last) = segments.back() else {
+        // Never reuse seqs: start where the checkpoint says the log ended.
+        let base = checkpoint_end.map_or_else(Position::default, |(_, end)| end);
+        let current = Current {
+            path: paths::segment_path(dir, base.offset),
+            file_pos: SEGMENT_HEADER_BYTES_U64,
+            base,
+            created: false,
+        };
+        // Listed already (empty), so `first()` and reads see where the log starts.
         segments.push_back(SegmentInfo {
-            path: path.clone(),
+            path: current.path.clone(),
             base,
             end: base,
         });
-        Current {
-            file,
-            path,
-            file_pos: SEGMENT_HEADER_BYTES_U64,
-            base,
-        }
+        return Ok(Opened {
+            current,
+            segments,
+            end: base,
+            checkpointed: Some(base),
+        });
     };
-    Ok((current, segments))
+    let clean = checkpoint_end == Some((last.base.offset, last.end));
+    if !clean {
+        let file = open_cached(io, &last.path, true)
+            .await
+            .map_err(|e| Error::io("open", &last.path, e))?;
+        file.sync_data()
+            .await
+            .map_err(|e| Error::io("fdatasync", &last.path, e))?;
+    }
+    let current = Current {
+        path: last.path.clone(),
+        file_pos: last.file_len(),
+        base: last.base,
+        created: true,
+    };
+    let end = last.end;
+    Ok(Opened {
+        current,
+        segments,
+        end,
+        checkpointed: clean.then_some(end),
+    })
 }
 
-/// Creates a segment file with its header, durably (file data and directory entry).
-async fn create_segment<I: Io>(io: &I, dir: &Path, base: Position) -> Result<(I::File, PathBuf)> {
+/// Creates a segment file with its header, durably (file data and directory entry), and leaves
+/// it in the handle cache.
+async fn create_segment<I: Io>(io: &I, dir: &Path, base: Position) -> Result<PathBuf> {
     let path = paths::segment_path(dir, base.offset);
     let file = io
         .open(&path, OpenMode::CreateNew)
@@ -97,14 +131,20 @@ async fn create_segment<I: Io>(io: &I, dir: &Path, base: Position) -> Result<(I:
         Err(e) => Err(Error::io("write", &path, e)),
     };
     let done = match synced {
-        Ok(()) => io
-            .sync_dir(dir)
-            .await
-            .map_err(|e| Error::io("fsync directory", dir, e)),
-        Err(e) => Err(e),
+        Ok(()) => {
+            // Cached (clean) before the directory fsync waits for a slot: closable meanwhile.
+            drop(io.files().insert(&path, file, true));
+            io.sync_dir(dir)
+                .await
+                .map_err(|e| Error::io("fsync directory", dir, e))
+        }
+        Err(e) => {
+            drop(file);
+            Err(e)
+        }
     };
     if let Err(e) = done {
-        drop(file);
+        io.files().forget(&path);
         if let Err(remove) = io.remove_file(&path).await {
             tracing::error!(
                 "could not remove half-created segment {}: {remove}",
@@ -113,7 +153,7 @@ async fn create_segment<I: Io>(io: &I, dir: &Path, base: Position) -> Result<(I:
         }
         return Err(e);
     }
-    Ok((file, path))
+    Ok(path)
 }
 
 /// One turn of the writer.
@@ -129,7 +169,7 @@ enum Step {
 
 pub(crate) struct Writer<I: Io> {
     shared: Rc<Shared<I>>,
-    current: Current<I::File>,
+    current: Current,
     /// Reused write buffer: handed to the kernel and back with each write.
     buf: Vec<u8>,
     unsynced_since: Option<Instant>,
@@ -138,14 +178,18 @@ pub(crate) struct Writer<I: Io> {
 }
 
 impl<I: Io> Writer<I> {
-    pub(crate) fn new(shared: Rc<Shared<I>>, current: Current<I::File>) -> Self {
+    pub(crate) fn new(
+        shared: Rc<Shared<I>>,
+        current: Current,
+        checkpointed: Option<Position>,
+    ) -> Self {
         let checkpoint_due = Instant::now() + shared.config.sync_timeout;
         Writer {
             shared,
             current,
             buf: Vec::new(),
             unsynced_since: None,
-            checkpointed: None,
+            checkpointed,
             checkpoint_due,
         }
     }
@@ -197,11 +241,17 @@ impl<I: Io> Writer<I> {
             return if needs_roll { Step::Roll } else { Step::Write };
         }
         let sync_due = self.unsynced_since.map(|t| t + config.sync_timeout);
+        let checkpoint_stale = self.current.created && self.checkpointed != Some(st.synced);
+        let checkpoint_now = checkpoint_stale && now >= self.checkpoint_due;
         if st.written.seq > st.synced.seq
             && (st.sync_wanted > st.synced.seq
                 || st.written.seq - st.synced.seq >= config.sync_every_records.max(1)
                 || sync_due.is_some_and(|due| now >= due)
-                || st.closing)
+                || st.closing
+                // A checkpoint is written over a clean file only (see `files`: nothing waits
+                // for a descriptor while holding a dirty one).
+                || checkpoint_now
+                || self.shared.io.files().sync_asked(&self.current.path))
         {
             return Step::Sync;
         }
@@ -211,8 +261,7 @@ impl<I: Io> Writer<I> {
         if st.closing {
             return Step::Close;
         }
-        let checkpoint_stale = self.checkpointed != Some(st.synced);
-        if checkpoint_stale && now >= self.checkpoint_due {
+        if checkpoint_now {
             return Step::Checkpoint;
         }
         let checkpoint_due = checkpoint_stale.then_some(self.checkpoint_due);
@@ -258,27 +307,58 @@ impl<I: Io> Writer<I> {
         Ok(end)
     }
 
+    /// The current segment's file, from the handle cache or opened again.
+    async fn file(&self) -> Result<Handle<I::File>> {
+        open_cached(&self.shared.io, &self.current.path, true)
+            .await
+            .map_err(|e| Error::io("open", &self.current.path, e))
+    }
+
+    /// Creates the current segment's file if the log has none yet. False when it failed (the queued
+    /// records were failed or the log poisoned).
+    async fn ensure_created(&mut self) -> bool {
+        if self.current.created {
+            return true;
+        }
+        let base = self.current.base;
+        match create_segment(&self.shared.io, &self.shared.dir, base).await {
+            Ok(_) => {
+                self.shared.io.health().record_ok();
+                self.current.created = true;
+                self.checkpointed = None;
+                true
+            }
+            Err(e) => {
+                self.fail_or_poison(e, false).await;
+                false
+            }
+        }
+    }
+
     async fn write_batch(&mut self) {
+        if !self.ensure_created().await {
+            return;
+        }
         let end = match self.encode_batch() {
             Ok(end) => end,
             Err(e) => return self.poison(e),
         };
+        let file = match self.file().await {
+            Ok(file) => file,
+            Err(e) => return self.fail_or_poison(e, false).await,
+        };
         let buf = std::mem::take(&mut self.buf);
         let len = u64::try_from(buf.len()).unwrap_or(u64::MAX);
-        let (res, buf) = self
-            .current
-            .file
-            .write_all_at(buf, self.current.file_pos)
-            .await;
+        let (res, buf) = file.write_all_at(buf, self.current.file_pos).await;
+        drop(file);
         self.buf = buf;
         if let Err(e) = res {
             let error = Error::io("write", &self.current.path, e);
-            return if error.is_no_space() {
-                self.roll_back(error).await;
-            } else {
-                self.poison(error);
-            };
+            return self.fail_or_poison(error, true).await;
         }
+        let files = self.shared.io.files();
+        files.set_dirty(&self.current.path, true, &self.shared.work);
+        self.shared.io.health().record_ok();
         self.current.file_pos += len;
         self.unsynced_since.get_or_insert_with(Instant::now);
         let mut st = self.shared.state.borrow_mut();
@@ -293,11 +373,27 @@ impl<I: Io> Writer<I> {
         self.shared.progress.notify_waiters();
     }
 
+    /// A failed write: ENOSPC (or no descriptor left) fails the records not yet written and
+    /// keeps the log open; anything else poisons it. `truncate` cuts bytes a failed write may
+    /// have left.
+    async fn fail_or_poison(&mut self, error: Error, truncate: bool) {
+        if error.is_no_space() || error.is_out_of_files() {
+            self.roll_back(error, truncate).await;
+        } else {
+            self.poison(error);
+        }
+    }
+
     /// fdatasync of the current segment: everything written so far becomes `synced`.
     async fn sync(&mut self) -> Result<()> {
         let target = self.shared.state.borrow().written;
-        let res = self.current.file.sync_data().await;
+        let file = self.file().await?;
+        let res = file.sync_data().await;
+        drop(file);
         res.map_err(|e| Error::io("fdatasync", &self.current.path, e))?;
+        let files = self.shared.io.files();
+        files.set_dirty(&self.current.path, false, &self.shared.work);
+        self.shared.io.health().record_ok();
         self.unsynced_since = None;
         let mut st = self.shared.state.borrow_mut();
         st.synced = target;
@@ -313,12 +409,14 @@ impl<I: Io> Writer<I> {
             return self.poison(e);
         }
         let base = self.shared.state.borrow().written;
+        // The checkpoint on disk names the old segment until the new one is recorded.
+        self.checkpointed = None;
         let created = create_segment(&self.shared.io, &self.shared.dir, base).await;
-        let (file, path) = match created {
-            Ok(created) => created,
-            Err(e) if e.is_no_space() => return self.roll_back(e).await,
-            Err(e) => return self.poison(e),
+        let path = match created {
+            Ok(path) => path,
+            Err(e) => return self.fail_or_poison(e, false).await,
         };
+        self.shared.io.health().record_ok();
         {
             let mut st = self.shared.state.borrow_mut();
             st.stats.writes += 1;
@@ -332,10 +430,10 @@ impl<I: Io> Writer<I> {
         }
         tracing::debug!("rolled to segment {}", path.display());
         self.current = Current {
-            file,
             path,
             file_pos: SEGMENT_HEADER_BYTES_U64,
             base,
+            created: true,
         };
         self.checkpoint().await;
     }
@@ -353,7 +451,9 @@ impl<I: Io> Writer<I> {
         match atomic_write(&self.shared.io, &path, &checkpoint.encode()).await {
             Ok(()) => self.checkpointed = Some(synced),
             // Only open time depends on the checkpoint; try again later.
-            Err(e) if e.is_no_space() => tracing::warn!("checkpoint not written: {e}"),
+            Err(e) if e.is_no_space() || e.is_out_of_files() => {
+                tracing::warn!("checkpoint not written: {e}");
+            }
             Err(e) => self.poison(e),
         }
     }
@@ -362,7 +462,7 @@ impl<I: Io> Writer<I> {
     async fn retain(&mut self) {
         let doomed = std::mem::take(&mut self.shared.state.borrow_mut().doomed);
         for segment in doomed {
-            self.shared.forget_reader(segment.base.offset);
+            self.shared.io.files().forget(&segment.path);
             match self.shared.io.remove_file(&segment.path).await {
                 Ok(()) => tracing::debug!("retention removed {}", segment.path.display()),
                 // The file stays; the next open finds it again (its records come back, nothing is lost).
@@ -373,13 +473,20 @@ impl<I: Io> Writer<I> {
         }
     }
 
-    /// ENOSPC: the records not yet written fail with `error`; `end` rolls back to `written`.
-    /// The partial bytes are cut so that a later, shorter write cannot leave stale records.
-    async fn roll_back(&mut self, error: Error) {
+    /// The records not yet written fail with `error` (ENOSPC, or no descriptor); `end` rolls
+    /// back to `written`. With `truncate`, partial bytes are cut so that a later, shorter write
+    /// cannot leave stale records.
+    async fn roll_back(&mut self, error: Error, truncate: bool) {
         tracing::warn!("{error}: failing the records not yet written");
-        let cut = self.current.file.set_len(self.current.file_pos).await;
-        if let Err(e) = cut {
-            return self.poison(Error::io("truncate", &self.current.path, e));
+        self.shared.io.health().record_failure(&error);
+        if truncate {
+            let cut = match self.file().await {
+                Ok(file) => file.set_len(self.current.file_pos).await,
+                Err(e) => return self.poison(e),
+            };
+            if let Err(e) = cut {
+                return self.poison(Error::io("truncate", &self.current.path, e));
+            }
         }
         let mut st = self.shared.state.borrow_mut();
         let written = st.written;
@@ -398,15 +505,30 @@ impl<I: Io> Writer<I> {
     /// Stops all writing: keeps the first error; every waiter gets it.
     fn poison(&mut self, error: Error) {
         tracing::error!("log {} poisoned: {error}", self.shared.dir.display());
+        self.shared
+            .io
+            .health()
+            .log_poisoned(&self.shared.dir, &error);
         self.shared.state.borrow_mut().error.get_or_insert(error);
         self.shared.progress.notify_waiters();
     }
 
     async fn close(&mut self) {
         let poisoned = self.shared.state.borrow().error.clone();
-        if poisoned.is_none() {
+        if poisoned.is_none()
+            && self.current.created
+            && self
+                .checkpointed
+                .is_none_or(|c| c != self.shared.state.borrow().synced)
+        {
             self.checkpoint().await;
         }
+        // A closed log holds no descriptor.
+        let files = self.shared.io.files();
+        for segment in &self.shared.state.borrow().segments {
+            files.forget(&segment.path);
+        }
+        self.shared.io.health().log_closed(&self.shared.dir);
         let mut st = self.shared.state.borrow_mut();
         st.close_result = Some(match &st.error {
             Some(e) => Err(Error::Poisoned(Box::new(e.clone()))),

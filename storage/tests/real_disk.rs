@@ -1,5 +1,5 @@
 //! Real-disk tests on `io_uring` that need the OS: a true ENOSPC from a small tmpfs that the
-//! test mounts (needs root). `RLIMIT_FSIZE` was rejected: it yields EFBIG, not ENOSPC, so it would
+//! test mounts (needs root), seen by the log and by the backend's write health. `RLIMIT_FSIZE` was rejected: it yields EFBIG, not ENOSPC, so it would
 //! not exercise the full-disk path. If the mount is impossible the test FAILS with an
 //! explanation; set `RINGSQ_STORAGE_SKIP_TMPFS=1` to skip it explicitly (it then says so).
 
@@ -10,7 +10,7 @@ mod common;
 
 use bytes::Bytes;
 use common::read_all;
-use ringsq_storage::{Log, LogConfig, UringIo};
+use ringsq_storage::{Io, Log, LogConfig, UringIo};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -88,6 +88,12 @@ fn enospc_on_a_full_tmpfs_fails_the_write_then_recovers() {
         };
         assert!(err.is_no_space(), "{err}");
         assert!(log.error().is_none(), "ENOSPC must not poison");
+        let health = UringIo.health();
+        assert!(
+            health.error().is_some_and(|e| e.is_no_space()),
+            "the backend's write health reports the full disk: {:?}",
+            health.error()
+        );
         assert_eq!(log.end(), log.written());
         assert_eq!(log.end().seq, acked);
         std::fs::remove_file(&filler).unwrap();
@@ -95,6 +101,10 @@ fn enospc_on_a_full_tmpfs_fails_the_write_then_recovers() {
             log.append(record(i)).unwrap();
         }
         log.sync().await.unwrap();
+        assert!(
+            health.error().is_none(),
+            "a write got through: healthy again"
+        );
         log.close().await.unwrap();
         let (log, report) = Log::open(UringIo, &dir, config).await.unwrap();
         assert!(report.is_clean(), "{report}");

@@ -55,6 +55,8 @@ pub struct Broker {
     data_dir: PathBuf,
     /// Extra flags given by the test, reused verbatim by [`Broker::restart`].
     args: Vec<String>,
+    /// A command the binary runs under (e.g. `prlimit --nofile=…`), reused by restarts.
+    wrapper: Vec<String>,
     tcp: SocketAddr,
     http: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
@@ -78,7 +80,19 @@ impl Broker {
         Broker::spawn(data_dir, args.iter().map(|s| (*s).to_owned()).collect())
     }
 
+    /// Start a broker on `data_dir` run through `wrapper` (a command that takes the binary and
+    /// its arguments, such as `prlimit --nofile=1024:1024 --`); restarts use it too.
+    pub fn start_wrapped(wrapper: &[&str], data_dir: &Path, args: &[&str]) -> Broker {
+        let wrapper: Vec<String> = wrapper.iter().map(|s| (*s).to_owned()).collect();
+        let args = args.iter().map(|s| (*s).to_owned()).collect();
+        Broker::spawn_wrapped(wrapper, data_dir, args)
+    }
+
     fn spawn(data_dir: &Path, args: Vec<String>) -> Broker {
+        Broker::spawn_wrapped(Vec::new(), data_dir, args)
+    }
+
+    fn spawn_wrapped(wrapper: Vec<String>, data_dir: &Path, args: Vec<String>) -> Broker {
         let has = |flag: &str| {
             args.iter().any(|a| {
                 let a = a.trim_start_matches('-');
@@ -97,7 +111,16 @@ impl Broker {
         }
         full.extend(args.iter().cloned());
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringsq"))
+        let binary = env!("CARGO_BIN_EXE_ringsq");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(&full)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -117,6 +140,7 @@ impl Broker {
             tmp: None,
             data_dir: data_dir.to_path_buf(),
             args,
+            wrapper,
             tcp: SocketAddr::from(([0, 0, 0, 0], 0)),
             http: None,
             log,
@@ -263,7 +287,7 @@ impl Broker {
     pub fn restart(&mut self) {
         self.stop();
         let tmp = self.tmp.take();
-        let next = Broker::spawn(&self.data_dir, self.args.clone());
+        let next = Broker::spawn_wrapped(self.wrapper.clone(), &self.data_dir, self.args.clone());
         let old_log = self.logs();
         *self = next;
         self.tmp = tmp;

@@ -9,6 +9,8 @@
 //! makes writes fail with ENOSPC the way a full disk does (the bytes that fit are written).
 
 use super::{Io, IoFile, OpenMode};
+use crate::files::{Files, Slot};
+use crate::health::WriteHealth;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsString;
@@ -83,18 +85,22 @@ struct State {
     ops: HashMap<Op, u64>,
 }
 
-/// The in-memory fault-injecting backend. Clones share one disk.
+/// The in-memory fault-injecting backend. Clones share one disk (and one file budget and write
+/// health, as the threads of one process would).
 #[derive(Debug, Clone, Default)]
 pub struct MemIo {
     state: Rc<RefCell<State>>,
+    files: Rc<Files<MemFile>>,
+    health: Rc<WriteHealth>,
 }
 
 /// A file of a [`MemIo`] disk.
 #[derive(Debug)]
 pub struct MemFile {
-    io: MemIo,
+    state: Rc<RefCell<State>>,
     inode: u64,
     writable: bool,
+    _slot: Slot,
 }
 
 fn err(code: i32) -> io::Error {
@@ -235,6 +241,7 @@ impl MemIo {
         new.names = names;
         MemIo {
             state: Rc::new(RefCell::new(new)),
+            ..MemIo::default()
         }
     }
 
@@ -302,6 +309,7 @@ impl Io for MemIo {
     type File = MemFile;
 
     async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<MemFile> {
+        let slot = self.files.acquire().await;
         let mut s = self.state.borrow_mut();
         if let Some(f) = s.take_fault(Op::Open) {
             return Err(fault_error(f));
@@ -327,9 +335,10 @@ impl Io for MemIo {
             }
         };
         Ok(MemFile {
-            io: self.clone(),
+            state: Rc::clone(&self.state),
             inode,
             writable: mode != OpenMode::Read,
+            _slot: slot,
         })
     }
 
@@ -355,6 +364,10 @@ impl Io for MemIo {
             .ok_or_else(|| err(libc::ENOENT))
     }
 
+    async fn dir_exists(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.state.borrow().dirs.contains(path))
+    }
+
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.borrow_mut();
         for dir in path.ancestors() {
@@ -372,6 +385,7 @@ impl Io for MemIo {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let _slot = self.files.acquire().await;
         let mut s = self.state.borrow_mut();
         if let Some(f) = s.take_fault(Op::SyncDir) {
             return Err(fault_error(f));
@@ -389,6 +403,7 @@ impl Io for MemIo {
     }
 
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        let _slot = self.files.acquire().await;
         let mut s = self.state.borrow_mut();
         if let Some(f) = s.take_fault(Op::List) {
             return Err(fault_error(f));
@@ -402,11 +417,19 @@ impl Io for MemIo {
             .filter_map(|p| p.file_name().map(std::ffi::OsStr::to_os_string))
             .collect())
     }
+
+    fn files(&self) -> Rc<Files<MemFile>> {
+        Rc::clone(&self.files)
+    }
+
+    fn health(&self) -> Rc<WriteHealth> {
+        Rc::clone(&self.health)
+    }
 }
 
 impl IoFile for MemFile {
     async fn read_at(&self, mut buf: Vec<u8>, pos: u64) -> (io::Result<usize>, Vec<u8>) {
-        let mut s = self.io.state.borrow_mut();
+        let mut s = self.state.borrow_mut();
         if let Some(f) = s.take_fault(Op::Read) {
             return (Err(fault_error(f)), buf);
         }
@@ -429,12 +452,12 @@ impl IoFile for MemFile {
         if !self.writable {
             return (Err(err(libc::EBADF)), buf);
         }
-        let res = self.io.state.borrow_mut().write(self.inode, &buf, pos);
+        let res = self.state.borrow_mut().write(self.inode, &buf, pos);
         (res, buf)
     }
 
     async fn sync_data(&self) -> io::Result<()> {
-        let mut s = self.io.state.borrow_mut();
+        let mut s = self.state.borrow_mut();
         if let Some(f) = s.take_fault(Op::Sync) {
             return Err(fault_error(f));
         }
@@ -447,14 +470,14 @@ impl IoFile for MemFile {
     }
 
     async fn size(&self) -> io::Result<u64> {
-        let s = self.io.state.borrow();
+        let s = self.state.borrow();
         let node = s.inodes.get(&self.inode).ok_or_else(|| err(libc::EBADF))?;
         u64::try_from(node.data.len()).map_err(|_| err(libc::EFBIG))
     }
 
     async fn set_len(&self, len: u64) -> io::Result<()> {
         let len = to_usize(len)?;
-        let mut s = self.io.state.borrow_mut();
+        let mut s = self.state.borrow_mut();
         let node = s
             .inodes
             .get_mut(&self.inode)

@@ -2,10 +2,16 @@
 //!
 //! File data operations (read, write, fdatasync, open, rename, unlink, statx) go through
 //! `io_uring`. tokio-uring has no ftruncate, readdir or recursive remove: `set_len`, `list_dir` and
-//! `remove_dir_all` use blocking `std::fs` calls. They only run at open (recovery), after a full
+//! `remove_dir_all` (and `dir_exists`: a stat) use blocking `std::fs` calls. They only run at open (recovery), after a full
 //! disk, and at topic delete, never on the append path.
+//!
+//! The file budget, handle cache and write health are per thread (each runtime thread is its own
+//! shard): `UringIo` itself stays a plain value. `set_len` opens the file a second time through
+//! `std::fs` for a moment, outside the budget (it runs only after ENOSPC and at recovery).
 
 use super::{Io, IoFile, OpenMode};
+use crate::files::{Files, Slot};
+use crate::health::WriteHealth;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,17 +22,25 @@ use tokio_uring::buf::BoundedBuf;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UringIo;
 
+thread_local! {
+    static FILES: Rc<Files<UringFile>> = Rc::new(Files::default());
+    static HEALTH: Rc<WriteHealth> = Rc::new(WriteHealth::default());
+}
+
 /// A file opened through `io_uring`.
 #[derive(Debug)]
 pub struct UringFile {
     file: tokio_uring::fs::File,
     path: Rc<PathBuf>,
+    /// Released after the descriptor is closed (fields drop in order).
+    _slot: Slot,
 }
 
 impl Io for UringIo {
     type File = UringFile;
 
     async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<UringFile> {
+        let slot = self.files().acquire().await;
         let mut options = tokio_uring::fs::OpenOptions::new();
         match mode {
             OpenMode::Read => options.read(true),
@@ -38,6 +52,7 @@ impl Io for UringIo {
         Ok(UringFile {
             file,
             path: Rc::new(path.to_path_buf()),
+            _slot: slot,
         })
     }
 
@@ -49,6 +64,14 @@ impl Io for UringIo {
         tokio_uring::fs::remove_file(path).await
     }
 
+    async fn dir_exists(&self, path: &Path) -> io::Result<bool> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         tokio_uring::fs::create_dir_all(path).await
     }
@@ -58,6 +81,7 @@ impl Io for UringIo {
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let _slot = self.files().acquire().await;
         let dir = tokio_uring::fs::File::open(path).await?;
         let synced = dir.sync_all().await;
         let closed = dir.close().await;
@@ -65,9 +89,18 @@ impl Io for UringIo {
     }
 
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>> {
+        let _slot = self.files().acquire().await;
         std::fs::read_dir(path)?
             .map(|entry| entry.map(|e| e.file_name()))
             .collect()
+    }
+
+    fn files(&self) -> Rc<Files<UringFile>> {
+        FILES.with(Rc::clone)
+    }
+
+    fn health(&self) -> Rc<WriteHealth> {
+        HEALTH.with(Rc::clone)
     }
 }
 

@@ -1,0 +1,415 @@
+//! File descriptors as a budget: every file a backend opens holds a [`Slot`], at most
+//! `open_max` at once (an open waits for a free slot), and the handles a log wants to reuse —
+//! the segment it writes, the segment its readers read — stay open in a small LRU cache until
+//! the budget needs their slot or they sit unused for [`IDLE_CLOSE_AFTER`]. So the number of
+//! open files does not grow with the number of logs: an idle log holds no descriptor.
+//!
+//! One [`Files`] per backend and thread (`Rc`, no locks): [`crate::Io::files`].
+//!
+//! Invariants:
+//! - At most `open_max` slots are held (cached handles and transient opens alike).
+//! - A cached handle is closed only when nobody is using it (no operation in flight: its `Rc`
+//!   is held by the cache alone) and it is *clean*. The writer marks its segment dirty after a
+//!   write and clean after an fdatasync through it: closing a file with unsynced writes could
+//!   lose a write-back error (Linux reports it to the descriptors open when it happened and may
+//!   forget it once the inode leaves memory), so the fdatasync that would report it must come
+//!   first. When every cached handle is dirty and an open waits, their owners are woken and asked
+//!   to sync early ([`Files::sync_asked`]).
+//! - No task waits for a slot while it holds a handle nobody else can close (a dirty one, or one
+//!   outside the cache): the writer syncs before it rolls or checkpoints, and a new segment enters
+//!   the cache before its directory is fsynced. So every wait ends.
+
+use crate::io::{Io, OpenMode};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Open files a backend allows until told otherwise ([`Files::set_open_max`]).
+pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
+/// A cached handle unused this long is closed.
+pub const IDLE_CLOSE_AFTER: Duration = Duration::from_secs(10);
+
+/// The counter every open file draws from.
+#[derive(Debug)]
+struct Budget {
+    open_max: Cell<usize>,
+    open: Cell<usize>,
+    open_peak: Cell<usize>,
+    /// Wakes waiters when a slot is released or a cached handle becomes closable.
+    freed: Notify,
+}
+
+/// One open file descriptor counted against the budget; released when dropped (the backend's
+/// file drops it together with the descriptor).
+#[derive(Debug)]
+pub struct Slot {
+    budget: Rc<Budget>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.budget
+            .open
+            .set(self.budget.open.get().saturating_sub(1));
+        self.budget.freed.notify_waiters();
+    }
+}
+
+#[derive(Debug)]
+struct Entry<F> {
+    file: Rc<F>,
+    writable: bool,
+    dirty: bool,
+    sync_asked: bool,
+    /// Wakes the task that must sync this file (the log's writer) under pressure.
+    owner: Option<Weak<Notify>>,
+    tick: u64,
+    used_at: Instant,
+}
+
+/// A cached file in use: keeps it open (not closable) until dropped, then lets a waiting open
+/// close it.
+#[derive(Debug)]
+pub struct Handle<F> {
+    file: Rc<F>,
+    budget: Rc<Budget>,
+}
+
+impl<F> std::ops::Deref for Handle<F> {
+    type Target = F;
+    fn deref(&self) -> &F {
+        &self.file
+    }
+}
+
+impl<F> Drop for Handle<F> {
+    fn drop(&mut self) {
+        self.budget.freed.notify_waiters();
+    }
+}
+
+impl<F> Entry<F> {
+    fn closable(&self) -> bool {
+        !self.dirty && Rc::strong_count(&self.file) == 1
+    }
+}
+
+#[derive(Debug)]
+struct Cache<F> {
+    entries: HashMap<PathBuf, Entry<F>>,
+    /// Use order: tick → path, oldest first.
+    lru: BTreeMap<u64, PathBuf>,
+    tick: u64,
+}
+
+/// Counters of a [`Files`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilesStats {
+    /// Slots the budget allows.
+    pub open_max: usize,
+    /// Files open now (cached or in use).
+    pub open: usize,
+    /// Most files open at once so far.
+    pub open_peak: usize,
+    /// Handles in the cache.
+    pub cached: usize,
+    /// Cached handles closed to free a slot or because they sat idle.
+    pub closed_total: u64,
+    /// Opens that had to wait for a slot.
+    pub waits_total: u64,
+}
+
+/// A backend's file budget and handle cache. See the module docs.
+#[derive(Debug)]
+pub struct Files<F> {
+    budget: Rc<Budget>,
+    cache: RefCell<Cache<F>>,
+    sweeping: Cell<bool>,
+    closed_total: Cell<u64>,
+    waits_total: Cell<u64>,
+}
+
+impl<F: 'static> Default for Files<F> {
+    fn default() -> Self {
+        Files {
+            budget: Rc::new(Budget {
+                open_max: Cell::new(OPEN_FILES_MAX_DEFAULT),
+                open: Cell::new(0),
+                open_peak: Cell::new(0),
+                freed: Notify::new(),
+            }),
+            cache: RefCell::new(Cache {
+                entries: HashMap::new(),
+                lru: BTreeMap::new(),
+                tick: 0,
+            }),
+            sweeping: Cell::new(false),
+            closed_total: Cell::new(0),
+            waits_total: Cell::new(0),
+        }
+    }
+}
+
+impl<F: 'static> Files<F> {
+    /// Sets how many files may be open at once (at least 2: a file and its directory). Handles
+    /// over the new limit are closed as they become closable.
+    pub fn set_open_max(&self, open_max: usize) {
+        self.budget.open_max.set(open_max.max(2));
+        self.budget.freed.notify_waiters();
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> FilesStats {
+        FilesStats {
+            open_max: self.budget.open_max.get(),
+            open: self.budget.open.get(),
+            open_peak: self.budget.open_peak.get(),
+            cached: self.cache.borrow().entries.len(),
+            closed_total: self.closed_total.get(),
+            waits_total: self.waits_total.get(),
+        }
+    }
+
+    /// A slot for one file to open: at once while the budget allows, else after closing the
+    /// least recently used closable cached handle, else when one is released.
+    pub async fn acquire(&self) -> Slot {
+        let mut waited = false;
+        loop {
+            let freed = self.budget.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.budget.open.get() < self.budget.open_max.get() {
+                let open = self.budget.open.get() + 1;
+                self.budget.open.set(open);
+                self.budget
+                    .open_peak
+                    .set(self.budget.open_peak.get().max(open));
+                return Slot {
+                    budget: Rc::clone(&self.budget),
+                };
+            }
+            if self.close_one_idle() {
+                continue;
+            }
+            if !waited {
+                waited = true;
+                self.waits_total.set(self.waits_total.get() + 1);
+            }
+            self.ask_dirty_to_sync();
+            freed.await;
+        }
+    }
+
+    /// Closes the least recently used closable cached handle; false if there is none.
+    fn close_one_idle(&self) -> bool {
+        let mut cache = self.cache.borrow_mut();
+        let victim = cache
+            .lru
+            .values()
+            .find(|path| cache.entries.get(*path).is_some_and(Entry::closable))
+            .cloned();
+        let Some(path) = victim else {
+            return false;
+        };
+        let entry = cache.remove(&path);
+        drop(cache);
+        // Dropping the last `Rc` closes the descriptor and releases its slot.
+        drop(entry);
+        self.closed_total.set(self.closed_total.get() + 1);
+        true
+    }
+
+    /// Wakes the owner of every dirty cached handle not yet asked, so it syncs and frees it.
+    fn ask_dirty_to_sync(&self) {
+        let mut cache = self.cache.borrow_mut();
+        let mut owners = Vec::new();
+        for entry in cache.entries.values_mut() {
+            if entry.dirty && !entry.sync_asked {
+                entry.sync_asked = true;
+                owners.extend(entry.owner.as_ref().and_then(Weak::upgrade));
+            }
+        }
+        drop(cache);
+        for owner in owners {
+            owner.notify_one();
+        }
+    }
+
+    /// The cached handle of `path`, if it is open (for writing when `writable`).
+    pub fn get(&self, path: &Path, writable: bool) -> Option<Handle<F>> {
+        let mut cache = self.cache.borrow_mut();
+        let tick = cache.next_tick();
+        let entry = cache.entries.get_mut(path)?;
+        if writable && !entry.writable {
+            return None;
+        }
+        let old = std::mem::replace(&mut entry.tick, tick);
+        entry.used_at = Instant::now();
+        let file = Rc::clone(&entry.file);
+        cache.lru.remove(&old);
+        cache.lru.insert(tick, path.to_path_buf());
+        Some(Handle {
+            file,
+            budget: Rc::clone(&self.budget),
+        })
+    }
+
+    /// Keeps `file` (just opened for `path`) in the cache, replacing any older handle of it,
+    /// and returns it in use.
+    pub fn insert(self: &Rc<Self>, path: &Path, file: F, writable: bool) -> Handle<F> {
+        if !writable {
+            // Never trade a writable handle for a read-only one (a reader that opened the file
+            // while the writer did): the writer's stays, the new one closes.
+            if let Some(existing) = self.get(path, true) {
+                return existing;
+            }
+        }
+        let file = Rc::new(file);
+        let handle = Handle {
+            file: Rc::clone(&file),
+            budget: Rc::clone(&self.budget),
+        };
+        let mut cache = self.cache.borrow_mut();
+        let old = cache.remove(path);
+        let tick = cache.next_tick();
+        cache.entries.insert(
+            path.to_path_buf(),
+            Entry {
+                file,
+                writable,
+                dirty: old.as_ref().is_some_and(|e| e.dirty),
+                sync_asked: false,
+                owner: old.and_then(|e| e.owner),
+                tick,
+                used_at: Instant::now(),
+            },
+        );
+        cache.lru.insert(tick, path.to_path_buf());
+        drop(cache);
+        self.start_sweeper();
+        handle
+    }
+
+    /// Marks the cached handle of `path` as holding writes not yet fdatasynced (`dirty`), or as
+    /// synced. `owner` is woken when the budget needs the handle back.
+    pub fn set_dirty(&self, path: &Path, dirty: bool, owner: &Rc<Notify>) {
+        let mut cache = self.cache.borrow_mut();
+        if let Some(entry) = cache.entries.get_mut(path) {
+            entry.dirty = dirty;
+            entry.owner = Some(Rc::downgrade(owner));
+            if !dirty {
+                entry.sync_asked = false;
+                drop(cache);
+                self.budget.freed.notify_waiters();
+            }
+        }
+    }
+
+    /// True when an open waits for a slot and `path`'s dirty handle should be synced now.
+    pub fn sync_asked(&self, path: &Path) -> bool {
+        self.cache
+            .borrow()
+            .entries
+            .get(path)
+            .is_some_and(|e| e.sync_asked)
+    }
+
+    /// Drops the cached handle of a file that is being removed (closed once nobody uses it).
+    pub fn forget(&self, path: &Path) {
+        let entry = self.cache.borrow_mut().remove(path);
+        drop(entry);
+    }
+
+    /// Drops every cached handle under `dir` (a directory being removed).
+    pub fn forget_under(&self, dir: &Path) {
+        let mut cache = self.cache.borrow_mut();
+        let paths: Vec<PathBuf> = cache
+            .entries
+            .keys()
+            .filter(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        let removed: Vec<_> = paths.iter().map(|p| cache.remove(p)).collect();
+        drop(cache);
+        drop(removed);
+    }
+
+    /// Closes closable handles unused for [`IDLE_CLOSE_AFTER`]; returns how many are cached.
+    fn sweep(&self, now: Instant) -> usize {
+        let mut cache = self.cache.borrow_mut();
+        let expired: Vec<PathBuf> = cache
+            .lru
+            .values()
+            .map_while(|path| {
+                let entry = cache.entries.get(path)?;
+                (now.saturating_duration_since(entry.used_at) >= IDLE_CLOSE_AFTER)
+                    .then(|| (entry.closable(), path.clone()))
+            })
+            .filter_map(|(closable, path)| closable.then_some(path))
+            .collect();
+        let closed: Vec<_> = expired.iter().map(|p| cache.remove(p)).collect();
+        let left = cache.entries.len();
+        drop(cache);
+        let n = u64::try_from(closed.len()).unwrap_or(u64::MAX);
+        drop(closed);
+        self.closed_total.set(self.closed_total.get() + n);
+        left
+    }
+
+    /// Runs the idle sweep while anything is cached (one task per `Files`).
+    fn start_sweeper(self: &Rc<Self>) {
+        if self.sweeping.replace(true) {
+            return;
+        }
+        let files = Rc::downgrade(self);
+        tokio::task::spawn_local(async move {
+            loop {
+                tokio::time::sleep(IDLE_CLOSE_AFTER / 2).await;
+                let Some(files) = files.upgrade() else {
+                    return;
+                };
+                if files.sweep(Instant::now()) == 0 {
+                    files.sweeping.set(false);
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// The handle of `path` from `io`'s cache, or opened now (read-write when `writable`; the file
+/// must exist) and cached.
+pub(crate) async fn open_cached<I: Io>(
+    io: &I,
+    path: &Path,
+    writable: bool,
+) -> std::io::Result<Handle<I::File>> {
+    let files = io.files();
+    if let Some(handle) = files.get(path, writable) {
+        return Ok(handle);
+    }
+    let mode = if writable {
+        OpenMode::ReadWrite
+    } else {
+        OpenMode::Read
+    };
+    let file = io.open(path, mode).await?;
+    Ok(files.insert(path, file, writable))
+}
+
+impl<F> Cache<F> {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    fn remove(&mut self, path: &Path) -> Option<Entry<F>> {
+        let entry = self.entries.remove(path)?;
+        self.lru.remove(&entry.tick);
+        Some(entry)
+    }
+}

@@ -7,6 +7,7 @@
 //! Channels are cursors over that log (`broker::channel`).
 
 pub mod broker;
+pub mod fds;
 pub mod http;
 pub mod loops;
 pub mod node;

@@ -109,6 +109,9 @@ pub async fn run(
             source,
         })?;
     }
+    let budget = descriptor_budget();
+    let admission = crate::fds::Admission::new("TCP", budget.protocol_connections_max);
+    let http_admission = crate::fds::Admission::new("HTTP", budget.http_connections_max);
     let _lock = lock_data_path(&options.data_path)?;
     let tcp_addr = resolve("--tcp-address", &options.tcp_address)?;
     let broker = Broker::open(options).await?;
@@ -138,11 +141,15 @@ pub async fn run(
     if let Some((listener, _)) = http {
         let stop = Rc::clone(&http_stop);
         let node = Rc::clone(&node);
+        let admission = Rc::clone(&http_admission);
         tokio::task::spawn_local(async move {
-            crate::http::serve(listener, node, async move { stop.notified().await }).await;
+            crate::http::serve(listener, node, admission, async move {
+                stop.notified().await;
+            })
+            .await;
         });
     }
-    crate::tcp::serve(listener, Rc::clone(&broker), shutdown).await;
+    crate::tcp::serve(listener, Rc::clone(&broker), admission, shutdown).await;
     tracing::info!("TCP: closing {bound}");
     http_stop.notify_one();
     if let Some(a) = http_addr {
@@ -150,6 +157,38 @@ pub async fn run(
     }
     stop(&broker).await;
     Ok(())
+}
+
+/// Raises the descriptor limit (logging it) and returns how many client connections it leaves
+/// room for.
+fn descriptor_budget() -> crate::fds::Budget {
+    let soft = match crate::fds::raise_nofile_limit() {
+        Ok(l) => {
+            let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+            tracing::info!(
+                "file descriptor limit (RLIMIT_NOFILE): soft {} raised to {} (hard {})",
+                show(l.soft_before),
+                show(l.soft),
+                show(l.hard)
+            );
+            l.soft
+        }
+        Err(e) => {
+            let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            tracing::warn!(
+                "cannot raise the file descriptor limit: {e}; soft limit {:?}",
+                l.current
+            );
+            l.current
+        }
+    };
+    let budget = crate::fds::Budget::for_limit(soft);
+    tracing::info!(
+        "client connections: at most {} protocol and {} HTTP at once (the rest of the descriptor limit is kept for topic files and peers)",
+        budget.protocol_connections_max,
+        budget.http_connections_max
+    );
+    budget
 }
 
 /// Binds `--http-address` (empty disables HTTP, as nsqd 1.3.0).

@@ -30,6 +30,10 @@ use query::Query;
 use response::{ApiError, ApiResult, Resp};
 use std::rc::Rc;
 
+/// How long a client may take to send a request's headers (beyond nsqd, whose HTTP server
+/// has no deadline: a client that dribbles headers would hold its connection for ever).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One request as the handlers see it: the query already parsed (or refused), the body unread.
 #[derive(Debug)]
 pub struct Req {
@@ -64,6 +68,7 @@ impl Req {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: Rc<Node>,
+    admission: Rc<crate::fds::Admission>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -75,11 +80,16 @@ pub async fn serve(
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                tracing::error!("HTTP: accept failed - {e}");
-                // EMFILE and friends: do not spin.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                // EMFILE: accept-and-close with the spare descriptor; never spin.
+                admission
+                    .refuse_one(&e, || async { listener.accept().await.map(drop) })
+                    .await;
                 continue;
             }
+        };
+        let Some(admitted) = admission.admit() else {
+            drop(stream);
+            continue;
         };
         let node = Rc::clone(&node);
         tokio::task::spawn_local(async move {
@@ -88,11 +98,14 @@ pub async fn serve(
                 async move { Ok::<_, std::convert::Infallible>(handle(&node, req).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
                 tracing::debug!("HTTP: connection error - {e}");
             }
+            drop(admitted);
         });
     }
 }

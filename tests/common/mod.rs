@@ -78,7 +78,30 @@ impl Broker {
         Broker::spawn(data_dir, args.iter().map(|s| (*s).to_owned()).collect())
     }
 
-    fn spawn(data_dir: &Path, args: Vec<String>) -> Broker {
+    /// Start a broker on a fresh temporary data directory with its file descriptor limit
+    /// (soft and hard) set to `nofile` (through `sh -c 'ulimit -n'`).
+    pub fn start_with_nofile(nofile: u64, args: &[&str]) -> Broker {
+        let mut full = vec!["--ringsq-test-nofile".to_owned(), nofile.to_string()];
+        full.extend(args.iter().map(|s| (*s).to_owned()));
+        let tmp = tempfile::Builder::new()
+            .prefix("ringsq-test-")
+            .tempdir()
+            .expect("create temp data dir");
+        let dir = tmp.path().to_path_buf();
+        let mut broker = Broker::spawn(&dir, full);
+        broker.tmp = Some(tmp);
+        broker
+    }
+
+    fn spawn(data_dir: &Path, mut args: Vec<String>) -> Broker {
+        // A leading `--ringsq-test-nofile N` (from `start_with_nofile`, kept for restarts) runs
+        // the binary under `ulimit -n N`.
+        let nofile = match args.first().map(String::as_str) {
+            Some("--ringsq-test-nofile") if args.len() >= 2 => Some(args[1].clone()),
+            _ => None,
+        };
+        let passed: Vec<String> = args.split_off(if nofile.is_some() { 2 } else { 0 });
+        let (kept, args) = (args, passed);
         let has = |flag: &str| {
             args.iter().any(|a| {
                 let a = a.trim_start_matches('-');
@@ -97,7 +120,17 @@ impl Broker {
         }
         full.extend(args.iter().cloned());
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringsq"))
+        let mut command = match &nofile {
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_ringsq"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ringsq")),
+        };
+        let mut child = command
             .args(&full)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -116,7 +149,7 @@ impl Broker {
             child: Some(child),
             tmp: None,
             data_dir: data_dir.to_path_buf(),
-            args,
+            args: kept.into_iter().chain(args).collect(),
             tcp: SocketAddr::from(([0, 0, 0, 0], 0)),
             http: None,
             log,

@@ -75,24 +75,55 @@ fn assert_fresh_round_trip(addr: SocketAddr, tag: &str) {
     assert_eq!(sub.read_msg().body, tag.as_bytes());
 }
 
+/// Round trips measured by [`probe_round_trips`].
+struct Probe {
+    /// Sorted.
+    rtts: Vec<Duration>,
+}
+
+impl Probe {
+    fn worst(&self) -> Duration {
+        self.rtts.last().copied().unwrap_or_default()
+    }
+
+    fn quantile(&self, q: f64) -> Duration {
+        let last = self.rtts.len().saturating_sub(1);
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let at = ((last as f64) * q).round() as usize;
+        self.rtts.get(at).copied().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} round trips, p50 {:?}, p99 {:?}, worst {:?}",
+            self.rtts.len(),
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.worst()
+        )
+    }
+}
+
 /// PUB round trips on a fresh connection while `busy` is true (at most [`PROBE_WINDOW`], at
-/// least [`PROBE_MIN_SAMPLES`] of them); returns the worst and the number measured.
-fn probe_round_trips(
-    addr: SocketAddr,
-    topic: &str,
-    busy: &mut dyn FnMut() -> bool,
-) -> (Duration, usize) {
+/// least [`PROBE_MIN_SAMPLES`] of them).
+fn probe_round_trips(addr: SocketAddr, topic: &str, busy: &mut dyn FnMut() -> bool) -> Probe {
     let mut p = RawConn::connect(addr).with_label("probe");
     let start = Instant::now();
-    let mut worst = Duration::ZERO;
-    let mut n = 0;
-    while n < PROBE_MIN_SAMPLES || (busy() && start.elapsed() < PROBE_WINDOW) {
+    let mut rtts = Vec::new();
+    while rtts.len() < PROBE_MIN_SAMPLES || (busy() && start.elapsed() < PROBE_WINDOW) {
         let t = Instant::now();
         p.publish(topic, b"probe");
-        worst = worst.max(t.elapsed());
-        n += 1;
+        rtts.push(t.elapsed());
     }
-    (worst, n)
+    rtts.sort_unstable();
+    Probe { rtts }
 }
 
 /// The broker's resident set size, from `/proc`.
@@ -219,12 +250,13 @@ fn bomb_test(codec_json: &str, make: fn(&str) -> Vec<u8>, name: &str) {
     let s = negotiated(addr, codec_json);
     let finished = run_bomb(s, bomb, done);
     let mut rss_max = 0;
-    let (worst, n) = probe_round_trips(addr, "probe", &mut || {
+    let probe = probe_round_trips(addr, "probe", &mut || {
         rss_max = rss_max.max(rss_bytes(&broker));
         !finished.load(Ordering::SeqCst)
     });
+    let worst = probe.worst();
     eprintln!(
-        "{name}: worst other-client PUB round trip {worst:?} over {n} round trips; \
+        "{name}: other client's PUB round trips: {probe}; \
          bomb fully processed during the probe: {}; broker RSS max {} MiB",
         finished.load(Ordering::SeqCst),
         rss_max / (1024 * 1024)
@@ -289,10 +321,11 @@ fn command_floods_do_not_stall_other_clients() {
         }
         sent
     });
-    let (worst, n) = probe_round_trips(addr, "probe", &mut || true);
+    let probe = probe_round_trips(addr, "probe", &mut || true);
     stop.store(true, Ordering::SeqCst);
     let sent = flood.join().unwrap();
-    eprintln!("NOP flood: worst other-client PUB round trip {worst:?} over {n}; {sent} NOPs sent");
+    let worst = probe.worst();
+    eprintln!("NOP flood: other client's PUB round trips: {probe}; {sent} NOPs sent");
     assert!(sent > 100_000, "the flood did not flood ({sent} NOPs)");
     assert!(worst < OTHER_RTT_BOUND, "another client waited {worst:?}");
     assert_healthy(addr, "healthy", &mut w, "after-flood");

@@ -17,11 +17,13 @@
 //! most one step, before it lets other tasks run.
 
 use super::exec;
-use super::transport::{yield_to_ring, Filled, Input, Output, Socket, READ_BUF_BYTES};
+use super::tls::TlsLayer;
+use super::transport::{yield_to_ring, Filled, Input, Output, Socket, Upgrades, READ_BUF_BYTES};
+use super::Frontend;
 use crate::broker::client::{Client, ClientSettings, ClientState, Reply};
 use crate::broker::Broker;
-use crate::protocol::{self, DecodeContext, Decoded};
-use std::cell::Cell;
+use crate::protocol::{self, Decoded};
+use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -34,14 +36,24 @@ pub const COMMANDS_PER_TURN: usize = 64;
 /// How long the writer may take to flush what is left once the reader has finished.
 const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(10);
 
-pub async fn handle(stream: tokio_uring::net::TcpStream, remote: SocketAddr, broker: Rc<Broker>) {
-    let socket = Rc::new(Socket::Tcp(stream));
-    let settings = default_settings(&broker, remote);
+/// The TLS layer, once IDENTIFY started it: the reader creates it, the writer uses it from
+/// the offset the upgrade was queued at.
+type TlsSlot = Rc<RefCell<Option<Rc<TlsLayer>>>>;
+
+/// nsqd's deadline for the TLS handshake after IDENTIFY `tls_v1`.
+const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(5);
+
+/// Serves one client on `socket` (`peer` is `None` on a unix socket).
+pub async fn handle(socket: Socket, peer: Option<SocketAddr>, frontend: Rc<Frontend>) {
+    let broker = Rc::clone(&frontend.broker);
+    let socket = Rc::new(socket);
+    let settings = default_settings(&broker, peer);
     let magic_deadline = settings.heartbeat_interval.map(|h| Instant::now() + h * 2);
     let Some(mut buf) = read_magic(&socket, magic_deadline).await else {
         socket.shutdown(Shutdown::Both);
         return;
     };
+    let remote = peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let client = Rc::new(Client::new(
         broker.next_client_id(),
         remote,
@@ -55,14 +67,16 @@ pub async fn handle(stream: tokio_uring::net::TcpStream, remote: SocketAddr, bro
         .borrow_mut()
         .insert(client.id, Rc::clone(&client));
     let reading = Rc::new(Cell::new(true));
+    let tls: TlsSlot = Rc::new(RefCell::new(None));
     let writer = tokio::task::spawn_local(write_loop(
         Rc::clone(&socket),
         Rc::clone(&client),
         Rc::clone(&reading),
+        Rc::clone(&tls),
     ));
-    let mut session = exec::Session::new(Rc::clone(&broker), Rc::clone(&client));
+    let mut session = exec::Session::new(Rc::clone(&frontend), Rc::clone(&client), peer);
     let mut input = Input::new(Rc::clone(&socket));
-    if let Err(e) = read_loop(&mut input, &mut buf, &mut session).await {
+    if let Err(e) = read_loop(&mut input, &mut buf, &mut session, &tls).await {
         tracing::debug!(client = %remote, "connection ended: {e}");
     }
     reading.set(false);
@@ -83,11 +97,10 @@ pub async fn handle(stream: tokio_uring::net::TcpStream, remote: SocketAddr, bro
     broker.clients.borrow_mut().remove(&client.id);
 }
 
-fn default_settings(broker: &Broker, remote: SocketAddr) -> ClientSettings {
-    ClientSettings::defaults(
-        &crate::server::limits(&broker.options),
-        &remote.ip().to_string(),
-    )
+fn default_settings(broker: &Broker, peer: Option<SocketAddr>) -> ClientSettings {
+    // nsqd: the client's IP, "" on a unix socket.
+    let ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    ClientSettings::defaults(&crate::server::limits(&broker.options), &ip)
 }
 
 /// Reads the 4-byte magic; a wrong one gets `E_BAD_PROTOCOL` and the connection is closed,
@@ -141,18 +154,20 @@ async fn read_loop(
     input: &mut Input,
     buf: &mut Vec<u8>,
     session: &mut exec::Session,
+    tls: &TlsSlot,
 ) -> std::io::Result<()> {
     let limits = session.limits();
     let mut start = 0;
     let mut deadline = command_deadline(session);
     let mut turn = 0;
+    let client = Rc::clone(&session.client);
+    let wake_writer = move || client.wake.notify_one();
     loop {
         loop {
-            let cx = DecodeContext::new(
-                session.protocol_state(),
-                session.heartbeats_enabled(),
-                &limits,
-            );
+            let cx = session.decode_context(&limits);
+            if !session.check_mpub_ahead(&buf[start..], &cx).await {
+                return Ok(());
+            }
             match protocol::decode(&buf[start..], &cx) {
                 Decoded::Incomplete => break,
                 Decoded::Command { cmd, consumed } => {
@@ -160,11 +175,7 @@ async fn read_loop(
                     if !session.exec(cmd).await {
                         return Ok(());
                     }
-                    if let Some(codec) = session.new_codec.take() {
-                        input.start_codec(codec, buf.split_off(start));
-                        buf.clear();
-                        start = 0;
-                    }
+                    upgrade(input, session, tls, buf, &mut start)?;
                     deadline = command_deadline(session);
                     turn += 1;
                     if turn >= COMMANDS_PER_TURN {
@@ -197,8 +208,8 @@ async fn read_loop(
         if session.client.closed.get() {
             return Ok(());
         }
-        match input.fill(buf, deadline).await? {
-            Filled::Data => {}
+        match input.fill(buf, deadline, &wake_writer).await? {
+            Filled::Data => session.note_tls(input),
             Filled::Eof => {
                 // The stream ended inside a command: nsqd answers the read that failed.
                 answer_partial(session, buf, &limits);
@@ -213,13 +224,37 @@ async fn read_loop(
     }
 }
 
+/// Starts the layers the command just run (IDENTIFY) negotiated, in nsqd's order: TLS, then
+/// compression; what was read past the command goes to the first new layer.
+fn upgrade(
+    input: &mut Input,
+    session: &mut exec::Session,
+    tls: &TlsSlot,
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+) -> std::io::Result<()> {
+    if let Some(config) = session.new_tls.take() {
+        let layer = Rc::new(TlsLayer::new(config).map_err(std::io::Error::other)?);
+        *tls.borrow_mut() = Some(Rc::clone(&layer));
+        input.start_tls(
+            layer,
+            buf.split_off(*start),
+            Instant::now() + TLS_HANDSHAKE_MAX,
+        );
+        buf.clear();
+        *start = 0;
+    }
+    if let Some(codec) = session.new_codec.take() {
+        input.start_codec(codec, buf.split_off(*start));
+        buf.clear();
+        *start = 0;
+    }
+    Ok(())
+}
+
 /// The error nsqd sends when the stream ends or times out inside a command, if any.
 fn answer_partial(session: &exec::Session, buf: &[u8], limits: &protocol::Limits) {
-    let cx = DecodeContext::new(
-        session.protocol_state(),
-        session.heartbeats_enabled(),
-        limits,
-    );
+    let cx = session.decode_context(limits);
     if let Some(err) = protocol::decode_at_eof(buf, &cx) {
         session.client.respond_error(&err);
     }
@@ -232,7 +267,7 @@ enum Flush {
     Wait(Option<Instant>),
 }
 
-async fn write_loop(socket: Rc<Socket>, client: Rc<Client>, reading: Rc<Cell<bool>>) {
+async fn write_loop(socket: Rc<Socket>, client: Rc<Client>, reading: Rc<Cell<bool>>, tls: TlsSlot) {
     let mut spare: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
     let mut output = Output::default();
     let heartbeat = client.settings.borrow().heartbeat_interval;
@@ -249,9 +284,14 @@ async fn write_loop(socket: Rc<Socket>, client: Rc<Client>, reading: Rc<Cell<boo
                 .map(|h| at.max(now) + h);
             continue;
         }
-        match flush_decision(&client, now) {
+        let decision = if output.wants_write() {
+            Flush::Now
+        } else {
+            flush_decision(&client, now)
+        };
+        match decision {
             Flush::Now => {
-                if !flush(&socket, &client, &mut output, &mut spare).await {
+                if !flush(&socket, &client, &tls, &mut output, &mut spare).await {
                     client.closed.set(true);
                     break;
                 }
@@ -276,24 +316,40 @@ async fn write_loop(socket: Rc<Socket>, client: Rc<Client>, reading: Rc<Cell<boo
 
 /// Writes the outbox (through the codec, within the write deadline); false when the
 /// connection is done (write failed, or a fatal error was flushed).
-async fn flush(socket: &Socket, client: &Client, output: &mut Output, spare: &mut Vec<u8>) -> bool {
-    let (close, codec_at) = {
+async fn flush(
+    socket: &Socket,
+    client: &Client,
+    tls: &TlsSlot,
+    output: &mut Output,
+    spare: &mut Vec<u8>,
+) -> bool {
+    let (close, upgrades) = {
         let mut out = client.outbox.borrow_mut();
         std::mem::swap(&mut out.buf, spare);
         out.urgent = false;
         out.first_message_at = None;
+        let tls_at = out
+            .tls_at
+            .take()
+            .and_then(|at| tls.borrow().clone().map(|layer| (at, layer)));
         (
             out.close_after_flush && out.buf.is_empty(),
-            out.codec_at.take(),
+            Upgrades {
+                tls_at,
+                codec_at: out.codec_at.take(),
+            },
         )
     };
-    let bytes = match output.encode(codec_at, spare) {
+    let bytes = match output.encode(&upgrades, spare) {
         Ok(bytes) => bytes,
         Err(e) => {
-            tracing::error!(client = %client.remote, "compressing output: {e}");
+            tracing::error!(client = %client.remote, "output: {e}");
             return false;
         }
     };
+    if bytes.is_empty() {
+        return !close;
+    }
     // nsqd's write deadline: one heartbeat interval per write.
     let deadline = client
         .settings
@@ -352,6 +408,11 @@ fn resolve_replies(client: &Client) {
             Reply::StartCodec(codec) => {
                 let codec = *codec;
                 out.codec_at = Some((out.buf.len(), codec));
+                out.replies.pop_front();
+                continue;
+            }
+            Reply::StartTls => {
+                out.tls_at = Some(out.buf.len());
                 out.replies.pop_front();
                 continue;
             }

@@ -1,19 +1,21 @@
-//! The connection's byte layers, below the command loop: the socket (tokio-uring), then the
-//! compression IDENTIFY negotiated. The loop in [`super::conn`] sees plain bytes both ways,
-//! whichever layers are on.
+//! The connection's byte layers, below the command loop: the socket (tokio-uring), then TLS,
+//! then the compression IDENTIFY negotiated (nsqd's order). The loop in [`super::conn`] sees
+//! plain bytes both ways, whichever layers are on.
 //!
 //! - [`Socket`]: reads and writes with a deadline. An `io_uring` operation that is dropped stays
 //!   in the kernel (and keeps the socket open) until it completes, so a deadline never drops a
 //!   read or a write: it shuts the socket down, which completes the operation, and waits for it.
-//! - [`Input`]: socket → (decompression) → plain bytes, in bounded steps: at most
+//! - [`Input`]: socket → (TLS, [`super::tls`]) → (decompression) → plain bytes, in bounded steps: at most
 //!   [`DECODE_STEP_MAX_BYTES`] of output per step, then the task yields ([`yield_to_ring`]), so a small input that
 //!   inflates to gigabytes is worked through a slice at a time while other clients are served.
-//! - [`Output`]: plain bytes → (compression) → bytes for the socket.
+//! - [`Output`]: plain bytes → (compression) → (TLS) → bytes for the socket; each layer starts
+//!   at the offset in the output where IDENTIFY's reply queued it ([`Upgrades`]).
 //!
 //! Invariants: compressed input waiting to be decoded never exceeds [`RAW_PENDING_MAX_BYTES`];
 //! nothing is read from the socket while decodable input is waiting.
 
 use super::compress::{CompressError, Decoder, Encoder, SNAPPY_CHUNK_MAX_BYTES};
+use super::tls::{Plain, TlsLayer};
 use crate::broker::client::Codec;
 use std::io;
 use std::net::Shutdown;
@@ -174,96 +176,230 @@ fn invalid_data(e: CompressError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// The connection's input side.
+/// The connection's input side: socket → (TLS) → (decompression) → plain bytes.
 #[derive(Debug)]
 pub struct Input {
     socket: Rc<Socket>,
+    tls: Option<Rc<TlsLayer>>,
+    /// When the TLS handshake must be done (nsqd: 5 s).
+    handshake_deadline: Option<Instant>,
     decoder: Option<Decoder>,
-    /// Compressed bytes read and not decoded yet.
+    /// Socket bytes not yet taken by TLS.
     raw: Vec<u8>,
+    /// Compressed bytes (TLS's plaintext or the socket's) not decoded yet.
+    compressed: Vec<u8>,
 }
 
 impl Input {
     pub fn new(socket: Rc<Socket>) -> Self {
         Self {
             socket,
+            tls: None,
+            handshake_deadline: None,
             decoder: None,
             raw: Vec::new(),
+            compressed: Vec::new(),
         }
     }
 
-    /// From now on input is compressed, starting with `leftover` (bytes already read past the
-    /// command that negotiated it).
-    pub fn start_codec(&mut self, codec: Codec, leftover: Vec<u8>) {
-        self.decoder = Some(Decoder::new(codec));
+    /// From now on input is TLS, starting with `leftover` (bytes already read past the
+    /// IDENTIFY that asked for it); the handshake must be done by `handshake_deadline`.
+    pub fn start_tls(&mut self, tls: Rc<TlsLayer>, leftover: Vec<u8>, handshake_deadline: Instant) {
+        self.tls = Some(tls);
         self.raw = leftover;
+        self.handshake_deadline = Some(handshake_deadline);
     }
 
-    /// Appends more plain bytes to `plain`: at most one socket read, or one decompression
-    /// step (after which the task yields once if no read happened in this call).
+    /// The TLS connection's facts, once its handshake is done.
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.tls.as_ref().and_then(|t| t.info())
+    }
+
+    /// From now on the plaintext is compressed, starting with `leftover` (plaintext already
+    /// read past the command that negotiated it).
+    pub fn start_codec(&mut self, codec: Codec, leftover: Vec<u8>) {
+        self.decoder = Some(Decoder::new(codec));
+        self.compressed = leftover;
+    }
+
+    /// Appends more plain bytes to `plain`: at most one socket read, one TLS record's worth, or
+    /// one decompression step (after which the task yields once if no read happened in this
+    /// call). `wake_writer` is called when TLS has records to send (handshake, alerts).
     pub async fn fill(
         &mut self,
         plain: &mut Vec<u8>,
         deadline: Option<Instant>,
+        wake_writer: &dyn Fn(),
     ) -> io::Result<Filled> {
-        let Some(decoder) = &mut self.decoder else {
-            return self.socket.read_before(plain, deadline).await;
-        };
         let mut read = false;
         loop {
-            let step = decoder
-                .step(&self.raw, plain, DECODE_STEP_MAX_BYTES)
-                .map_err(invalid_data)?;
-            self.raw.drain(..step.consumed);
-            if step.produced > 0 {
-                if !read {
-                    yield_to_ring().await;
+            if let Some(decoder) = &mut self.decoder {
+                let step = decoder
+                    .step(&self.compressed, plain, DECODE_STEP_MAX_BYTES)
+                    .map_err(invalid_data)?;
+                self.compressed.drain(..step.consumed);
+                if step.produced > 0 {
+                    if !read {
+                        yield_to_ring().await;
+                    }
+                    return Ok(Filled::Data);
                 }
-                return Ok(Filled::Data);
+                if !step.is_stalled() {
+                    continue;
+                }
+                if self.compressed.len() >= RAW_PENDING_MAX_BYTES {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "compressed input makes no progress",
+                    ));
+                }
             }
-            if !step.is_stalled() {
-                continue;
-            }
-            if self.raw.len() >= RAW_PENDING_MAX_BYTES {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "compressed input makes no progress",
-                ));
-            }
-            match self.socket.read_before(&mut self.raw, deadline).await? {
+            let target = if self.decoder.is_some() {
+                &mut self.compressed
+            } else {
+                &mut *plain
+            };
+            let got = match &self.tls {
+                Some(tls) => {
+                    let deadline = match self.handshake_deadline {
+                        Some(h) if tls.is_handshaking() => Some(deadline.map_or(h, |d| d.min(h))),
+                        _ => deadline,
+                    };
+                    tls_fill(
+                        tls,
+                        &self.socket,
+                        &mut self.raw,
+                        target,
+                        deadline,
+                        wake_writer,
+                    )
+                    .await?
+                }
+                None => self.socket.read_before(target, deadline).await?,
+            };
+            match got {
                 Filled::Data => read = true,
                 other => return Ok(other),
+            }
+            if self.decoder.is_none() {
+                return Ok(Filled::Data);
             }
         }
     }
 }
 
-/// The connection's output side.
+/// Appends TLS plaintext to `target`, feeding TLS from `raw` and the socket as needed.
+async fn tls_fill(
+    tls: &TlsLayer,
+    socket: &Socket,
+    raw: &mut Vec<u8>,
+    target: &mut Vec<u8>,
+    deadline: Option<Instant>,
+    wake_writer: &dyn Fn(),
+) -> io::Result<Filled> {
+    loop {
+        match tls.read_plain(target, READ_BUF_BYTES)? {
+            Plain::Bytes(_) => return Ok(Filled::Data),
+            Plain::Closed => return Ok(Filled::Eof),
+            Plain::None => {}
+        }
+        if !raw.is_empty() {
+            let fed = tls.feed(raw);
+            if tls.wants_write() {
+                wake_writer();
+            }
+            raw.drain(..fed?);
+            continue;
+        }
+        match socket.read_before(raw, deadline).await? {
+            Filled::Data => {}
+            other => return Ok(other),
+        }
+    }
+}
+
+/// The connection's output side: plain bytes → (compression) → (TLS) → bytes for the socket.
 #[derive(Debug, Default)]
 pub struct Output {
     encoder: Option<Encoder>,
+    tls: Option<Rc<TlsLayer>>,
+}
+
+/// Where, in a batch of plain output, the layers IDENTIFY negotiated start.
+#[derive(Debug, Default, Clone)]
+pub struct Upgrades {
+    /// TLS from this offset on (with the layer to use).
+    pub tls_at: Option<(usize, Rc<TlsLayer>)>,
+    /// The codec from this offset on.
+    pub codec_at: Option<(usize, Codec)>,
+}
+
+/// Why output could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("compressing output: {0}")]
+    Compress(#[from] CompressError),
+    #[error("TLS: {0}")]
+    Tls(#[from] io::Error),
 }
 
 impl Output {
-    /// The bytes to write for `plain` (left empty): as they are, or through the codec, which
-    /// starts at `codec_at` when IDENTIFY has just negotiated one.
-    pub fn encode(
-        &mut self,
-        codec_at: Option<(usize, Codec)>,
-        plain: &mut Vec<u8>,
-    ) -> Result<Vec<u8>, CompressError> {
+    /// Whether TLS has records to send even with no new output (handshake, alerts).
+    pub fn wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// The bytes to write for `plain` (left empty), each part through the layers in force
+    /// when it was queued.
+    pub fn encode(&mut self, up: &Upgrades, plain: &mut Vec<u8>) -> Result<Vec<u8>, OutputError> {
+        if up.tls_at.is_none()
+            && up.codec_at.is_none()
+            && self.encoder.is_none()
+            && self.tls.is_none()
+        {
+            return Ok(std::mem::take(plain));
+        }
+        let len = plain.len();
+        let tls_from = up.tls_at.as_ref().map_or(0, |(at, _)| (*at).min(len));
+        let codec_from = up.codec_at.map_or(len, |(at, _)| at.min(len));
+        // TLS never starts after the codec (IDENTIFY upgrades TLS first).
+        let codec_from = codec_from.max(tls_from);
         let mut out = Vec::new();
-        let mut from = 0;
-        if let Some((at, codec)) = codec_at {
-            from = at.min(plain.len());
-            out.extend_from_slice(&plain[..from]);
+        self.emit(&plain[..tls_from], &mut out)?;
+        if let Some((_, layer)) = &up.tls_at {
+            self.tls = Some(Rc::clone(layer));
+        }
+        self.emit(&plain[tls_from..codec_from], &mut out)?;
+        if let Some((_, codec)) = up.codec_at {
             self.encoder = Some(Encoder::new(codec));
         }
-        match &mut self.encoder {
-            Some(enc) => enc.encode(&plain[from..], &mut out)?,
-            None => return Ok(std::mem::take(plain)),
+        self.emit(&plain[codec_from..], &mut out)?;
+        if let Some(tls) = &self.tls {
+            tls.take_records(&mut out)?;
         }
         plain.clear();
         Ok(out)
+    }
+
+    /// One stretch of output through the layers in force now.
+    fn emit(&mut self, part: &[u8], out: &mut Vec<u8>) -> Result<(), OutputError> {
+        if part.is_empty() {
+            return Ok(());
+        }
+        let compressed;
+        let data = match &mut self.encoder {
+            Some(enc) => {
+                let mut buf = Vec::new();
+                enc.encode(part, &mut buf)?;
+                compressed = buf;
+                &compressed[..]
+            }
+            None => part,
+        };
+        match &self.tls {
+            Some(tls) => tls.write_plain(data)?,
+            None => out.extend_from_slice(data),
+        }
+        Ok(())
     }
 }

@@ -57,6 +57,7 @@ pub struct Broker {
     args: Vec<String>,
     tcp: SocketAddr,
     http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -115,6 +116,10 @@ impl Broker {
         if !has("http-address") {
             full.extend(["--http-address".into(), "127.0.0.1:0".into()]);
         }
+        if !has("https-address") {
+            // Only used with a certificate; never the shared default port 4152.
+            full.extend(["--https-address".into(), "127.0.0.1:0".into()]);
+        }
         if !has("data-path") {
             full.extend(["--data-path".into(), data_dir.display().to_string()]);
         }
@@ -152,6 +157,7 @@ impl Broker {
             args: kept.into_iter().chain(args).collect(),
             tcp: SocketAddr::from(([0, 0, 0, 0], 0)),
             http: None,
+            https: None,
             log,
         };
         let (tcp, http) = broker.wait_for_addresses(&rx, &full);
@@ -187,9 +193,16 @@ impl Broker {
             }
             match rx.recv_timeout(wait_until.saturating_duration_since(now)) {
                 Ok(line) => {
-                    if let Some(a) = parse_listen(&line, "TCP: listening on ") {
-                        tcp = Some(a);
+                    if line.contains("TCP: listening on ") {
+                        // A unix socket path (`--tcp-address=/path`) has no address to keep.
+                        tcp = Some(
+                            parse_listen(&line, "TCP: listening on ")
+                                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                        );
                         http_grace = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                    if let Some(a) = parse_listen(&line, "HTTPS: listening on ") {
+                        self.https = Some(a);
                     }
                     if let Some(a) = parse_listen(&line, "HTTP: listening on ") {
                         http = Some(a);
@@ -236,6 +249,17 @@ impl Broker {
             Some(a) => a,
             None => panic!(
                 "ringsq did not log `HTTP: listening on <addr>`\n--- ringsq output ---\n{}",
+                self.logs()
+            ),
+        }
+    }
+
+    /// The broker's HTTPS address; fails the test if the broker never logged one.
+    pub fn https_addr(&self) -> SocketAddr {
+        match self.https {
+            Some(a) => a,
+            None => panic!(
+                "ringsq did not log `HTTPS: listening on <addr>`\n--- ringsq output ---\n{}",
                 self.logs()
             ),
         }

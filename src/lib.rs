@@ -6,8 +6,11 @@
 //! the log's writer task (one batched `io_uring` write, then fdatasync per policy).
 //! Channels are cursors over that log (`broker::channel`).
 
+pub mod auth;
 pub mod broker;
+pub mod fds;
 pub mod http;
+pub mod listen;
 pub mod loops;
 pub mod node;
 pub mod options;
@@ -15,5 +18,6 @@ pub mod protocol;
 pub mod server;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 
 pub use server::limits as options_limits;

@@ -24,11 +24,6 @@ fn main() -> ExitCode {
     for key in &options.ignored_config_keys {
         tracing::warn!("config file: unknown key {key:?} ignored (as nsqd does)");
     }
-    let unsupported = options.unsupported_in_use();
-    if !unsupported.is_empty() {
-        eprintln!("ringsq: not supported yet: {}", unsupported.join(", "));
-        return ExitCode::FAILURE;
-    }
     let result = tokio_uring::start(ringsq::server::run(options, shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,8 +25,12 @@ pub fn set_log_level_hook(hook: LogLevelHook) {
 #[derive(Debug)]
 pub struct Node {
     pub broker: Rc<Broker>,
-    pub tcp_addr: SocketAddr,
+    /// The protocol listener's address (`None` on a unix socket).
+    pub tcp_addr: Option<SocketAddr>,
+    /// The HTTP listener's address (`None` when disabled or on a unix socket).
     pub http_addr: Option<SocketAddr>,
+    /// The HTTPS listener's address (`None` when there is none or it is a unix socket).
+    pub https_addr: Option<SocketAddr>,
     lookupd_tcp_addresses: RefCell<Vec<String>>,
     /// Wakes the lookup manager when the peer list changes.
     pub lookupd_changed: Notify,
@@ -36,10 +40,12 @@ pub struct Node {
 }
 
 impl Node {
+    #[allow(clippy::similar_names)] // http and https are the flags' own names
     pub fn new(
         broker: Rc<Broker>,
-        tcp_addr: SocketAddr,
+        tcp_addr: Option<SocketAddr>,
         http_addr: Option<SocketAddr>,
+        https_addr: Option<SocketAddr>,
     ) -> Rc<Self> {
         let lookupd = broker.options.lookupd_tcp_addresses.clone();
         let log_level = broker.options.log_level;
@@ -52,6 +58,7 @@ impl Node {
             broker,
             tcp_addr,
             http_addr,
+            https_addr,
             lookupd_tcp_addresses: RefCell::new(lookupd),
             lookupd_changed: Notify::new(),
             lookupd_http,
@@ -59,10 +66,10 @@ impl Node {
         })
     }
 
-    /// The TCP port announced to nsqlookupd and `/info` (`--broadcast-tcp-port`, else the real one).
+    /// The TCP port announced to nsqlookupd (`--broadcast-tcp-port`, else the real one, else 0).
     pub fn broadcast_tcp_port(&self) -> u16 {
         match self.broker.options.broadcast_tcp_port {
-            0 => self.tcp_addr.port(),
+            0 => self.tcp_addr.map_or(0, |a| a.port()),
             p => p,
         }
     }

@@ -1,14 +1,21 @@
-//! Starting and stopping the broker: lock the data directory, open every topic, bind the
-//! listeners, serve until shutdown, then drain: stop accepting, close clients, flush and fsync
-//! every log, save every channel's state, release the lock.
+//! Starting and stopping the broker: raise the descriptor limit, build the TLS configuration
+//! and the auth servers, lock the data directory, open every topic, bind the listeners (TCP or
+//! unix protocol listener, HTTP, HTTPS: [`crate::listen`]), serve until shutdown, then drain:
+//! stop accepting, close clients, flush and fsync every log, save every channel's state,
+//! release the lock.
 
+use crate::auth::AuthServers;
 use crate::broker::Broker;
-use crate::options::Options;
+use crate::fds::Admission;
+use crate::http::{HttpListener, HttpServer};
+use crate::listen;
+use crate::options::{Options, TlsRequired};
 use crate::protocol::Limits;
 use std::fs::File;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a clean shutdown waits for connections to flush before it goes on regardless.
@@ -32,6 +39,8 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Broker(#[from] crate::broker::BrokerError),
+    #[error("failed to build TLS config - {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// nsqd's limits, as the protocol decoder wants them.
@@ -51,24 +60,6 @@ pub fn limits(o: &Options) -> Limits {
         msg_timeout_ms: ms(o.msg_timeout),
         ..Limits::default()
     }
-}
-
-/// Resolves nsqd-style addresses (`:4150` means every interface).
-pub fn resolve(flag: &'static str, addr: &str) -> Result<SocketAddr, ServerError> {
-    let full = if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_owned()
-    };
-    let err = |reason: String| ServerError::Listen {
-        flag,
-        addr: addr.to_owned(),
-        reason,
-    };
-    full.to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?
-        .next()
-        .ok_or_else(|| err("no address".to_owned()))
 }
 
 /// Takes the data directory's lock (held until the returned file is dropped).
@@ -109,66 +100,155 @@ pub async fn run(
             source,
         })?;
     }
+    let budget = descriptor_budget();
+    let tls = crate::tls::server_config(&options)?;
+    let auth = auth_servers(&options)?;
     let _lock = lock_data_path(&options.data_path)?;
-    let tcp_addr = resolve("--tcp-address", &options.tcp_address)?;
     let broker = Broker::open(options).await?;
-    let listener =
-        tokio_uring::net::TcpListener::bind(tcp_addr).map_err(|e| ServerError::Listen {
-            flag: "--tcp-address",
-            addr: tcp_addr.to_string(),
-            reason: e.to_string(),
-        })?;
-    let bound = listener.local_addr().map_err(|e| ServerError::Listen {
-        flag: "--tcp-address",
-        addr: tcp_addr.to_string(),
-        reason: e.to_string(),
-    })?;
-    let http = bind_http(&broker.options.http_address).await?;
-    let http_addr = http.as_ref().map(|(_, a)| *a);
-    if let Some(a) = http_addr {
-        tracing::info!("HTTP: listening on {a}");
-    }
-    tracing::info!("TCP: listening on {bound}");
-    let node = crate::node::Node::new(Rc::clone(&broker), bound, http_addr);
+    let listeners = Listeners::bind(&broker.options, tls.is_some()).await?;
+    let node = crate::node::Node::new(
+        Rc::clone(&broker),
+        listeners.tcp_addr,
+        listeners.http.as_ref().and_then(|(_, a)| *a),
+        listeners.https.as_ref().and_then(|(_, a)| *a),
+    );
     tokio::task::spawn_local(Rc::clone(&broker).checkpoint_loop());
     tokio::task::spawn_local(Rc::clone(&broker).recent_save_loop());
     tokio::task::spawn_local(Rc::clone(&broker).metadata_loop());
     tokio::task::spawn_local(crate::loops::lookup::manager(Rc::clone(&node)));
     tokio::task::spawn_local(crate::loops::statsd::run(Rc::clone(&node)));
+    let http_admission = Admission::new("HTTP", budget.http_connections_max);
     let http_stop = Rc::new(tokio::sync::Notify::new());
-    if let Some((listener, _)) = http {
+    let o = &broker.options;
+    let plain_tls_required = o.tls_required == TlsRequired::Required;
+    for (listener, https) in [(listeners.http, false), (listeners.https, true)] {
+        let Some((listener, _)) = listener else {
+            continue;
+        };
+        let server = Rc::new(HttpServer {
+            node: Rc::clone(&node),
+            admission: Rc::clone(&http_admission),
+            tls: https
+                .then(|| tls.clone().map(tokio_rustls::TlsAcceptor::from))
+                .flatten(),
+            tls_required: !https && plain_tls_required,
+        });
         let stop = Rc::clone(&http_stop);
-        let node = Rc::clone(&node);
         tokio::task::spawn_local(async move {
-            crate::http::serve(listener, node, async move { stop.notified().await }).await;
+            crate::http::serve(listener, server, async move { stop.notified().await }).await;
         });
     }
-    crate::tcp::serve(listener, Rc::clone(&broker), shutdown).await;
-    tracing::info!("TCP: closing {bound}");
-    http_stop.notify_one();
-    if let Some(a) = http_addr {
-        tracing::info!("HTTP: closing {a}");
-    }
+    let frontend = Rc::new(crate::tcp::Frontend::new(Rc::clone(&broker), tls, auth));
+    let admission = Admission::new("TCP", budget.protocol_connections_max);
+    crate::tcp::serve(listeners.tcp, frontend, admission, shutdown).await;
+    tracing::info!("TCP: closing");
+    http_stop.notify_waiters();
     stop(&broker).await;
     Ok(())
 }
 
-/// Binds `--http-address` (empty disables HTTP, as nsqd 1.3.0).
-async fn bind_http(
-    addr: &str,
-) -> Result<Option<(tokio::net::TcpListener, SocketAddr)>, ServerError> {
-    if addr.is_empty() {
+/// The three listeners, bound.
+struct Listeners {
+    tcp: crate::tcp::Listener,
+    tcp_addr: Option<SocketAddr>,
+    http: Option<(HttpListener, Option<SocketAddr>)>,
+    https: Option<(HttpListener, Option<SocketAddr>)>,
+}
+
+impl Listeners {
+    /// Binds `--tcp-address`, `--http-address` and (with a certificate) `--https-address`,
+    /// and logs where each listens (`<KIND>: listening on <addr or path>`, as nsqd).
+    async fn bind(o: &Options, tls: bool) -> Result<Self, ServerError> {
+        let (tcp, tcp_addr) = listen::bind_protocol(&o.tcp_address)?;
+        let http = listen::bind_http("--http-address", &o.http_address).await?;
+        let https = if tls {
+            listen::bind_http("--https-address", &o.https_address).await?
+        } else {
+            None
+        };
+        for (name, bound, flag) in [
+            ("HTTP", http.as_ref().map(|(_, a)| *a), &o.http_address),
+            ("HTTPS", https.as_ref().map(|(_, a)| *a), &o.https_address),
+        ] {
+            if let Some(addr) = bound {
+                tracing::info!("{name}: listening on {}", listen::describe(addr, flag));
+            }
+        }
+        tracing::info!(
+            "TCP: listening on {}",
+            listen::describe(tcp_addr, &o.tcp_address)
+        );
+        Ok(Self {
+            tcp,
+            tcp_addr,
+            http,
+            https,
+        })
+    }
+}
+
+/// The `--auth-http-address` servers, if any. Their TLS client uses `--tls-root-ca-file`, or
+/// the system's roots; without either, only `http://` auth servers can be used.
+fn auth_servers(o: &Options) -> Result<Option<Rc<AuthServers>>, ServerError> {
+    if o.auth_http_addresses.is_empty() {
         return Ok(None);
     }
-    let resolved = resolve("--http-address", addr)?;
-    let err = |e: std::io::Error| ServerError::Listen {
-        flag: "--http-address",
-        addr: resolved.to_string(),
-        reason: e.to_string(),
+    let tls = match crate::tls::client_config(o) {
+        Ok(config) => config,
+        Err(e)
+            if o.auth_http_addresses
+                .iter()
+                .all(|a| !a.starts_with("https://")) =>
+        {
+            tracing::warn!("auth servers: no TLS client ({e}); plain HTTP only");
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(crate::tls::TlsError::from)?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        }
+        Err(e) => return Err(e.into()),
     };
-    let listener = tokio::net::TcpListener::bind(resolved).await.map_err(err)?;
-    let bound = listener.local_addr().map_err(err)?;
-    Ok(Some((listener, bound)))
+    Ok(Some(Rc::new(AuthServers::new(
+        o.auth_http_addresses.clone(),
+        o.http_client_connect_timeout,
+        o.http_client_request_timeout,
+        tls,
+    ))))
+}
+
+/// Raises the descriptor limit (logging it) and returns how many client connections it leaves
+/// room for.
+fn descriptor_budget() -> crate::fds::Budget {
+    let soft = match crate::fds::raise_nofile_limit() {
+        Ok(l) => {
+            let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_owned(), |v| v.to_string());
+            tracing::info!(
+                "file descriptor limit (RLIMIT_NOFILE): soft {} raised to {} (hard {})",
+                show(l.soft_before),
+                show(l.soft),
+                show(l.hard)
+            );
+            l.soft
+        }
+        Err(e) => {
+            let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+            tracing::warn!(
+                "cannot raise the file descriptor limit: {e}; soft limit {:?}",
+                l.current
+            );
+            l.current
+        }
+    };
+    let budget = crate::fds::Budget::for_limit(soft);
+    tracing::info!(
+        "client connections: at most {} protocol and {} HTTP at once (the rest of the descriptor limit is kept for topic files and peers)",
+        budget.protocol_connections_max,
+        budget.http_connections_max
+    );
+    budget
 }
 
 async fn stop(broker: &Rc<Broker>) {

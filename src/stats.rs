@@ -130,6 +130,12 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pub_counts: Vec<PubCount>,
     pub tls: bool,
@@ -238,6 +244,8 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
 /// yields first, ours the first topic published to.
 pub fn client_stats(c: &Client, topic: &str) -> ClientStats {
     let settings = c.settings.borrow();
+    let tls = c.tls.borrow();
+    let auth = c.auth.borrow();
     let pub_counts = c
         .pub_counts
         .borrow()
@@ -265,12 +273,25 @@ pub fn client_stats(c: &Client, topic: &str) -> ClientStats {
         deflate: matches!(c.codec.get(), Some(Codec::Deflate { .. })),
         snappy: c.codec.get() == Some(Codec::Snappy),
         user_agent: settings.user_agent.clone(),
+        authed: auth.is_some(),
+        auth_identity: auth
+            .as_ref()
+            .map(|a| a.identity.clone())
+            .unwrap_or_default(),
+        auth_identity_url: auth.as_ref().map(|a| a.url.clone()).unwrap_or_default(),
         pub_counts,
-        tls: false,
-        tls_cipher_suite: String::new(),
-        tls_version: String::new(),
-        tls_negotiated_protocol: String::new(),
-        tls_negotiated_protocol_is_mutual: false,
+        tls: tls.is_some(),
+        tls_cipher_suite: tls
+            .as_ref()
+            .map(|t| t.cipher_suite.clone())
+            .unwrap_or_default(),
+        tls_version: tls.as_ref().map(|t| t.version.clone()).unwrap_or_default(),
+        tls_negotiated_protocol: tls
+            .as_ref()
+            .map(|t| t.negotiated_protocol.clone())
+            .unwrap_or_default(),
+        // Go: "Deprecated: this value is always true."
+        tls_negotiated_protocol_is_mutual: tls.is_some(),
     }
 }
 

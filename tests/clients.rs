@@ -1,5 +1,6 @@
 //! Real NSQ client libraries against the `ringsq` binary: pynsq (Python) and nsqjs (Node) over
-//! TCP, gnsq's `NsqdHTTPClient` (Python, gevent) over the HTTP API.
+//! TCP (plain, deflate, and TLS + AUTH against a test auth server with `--tls-required`), gnsq's
+//! `NsqdHTTPClient` (Python, gevent) over the HTTP API.
 //!
 //! Each test starts a broker, runs the client's script from `tests/clients/` with the broker's
 //! address, prints the script's output, and asserts exit status 0 (a round-trip script exits 0
@@ -8,7 +9,9 @@
 //! instructions, never a silent skip: run `.ci/install-clients.sh` (called by `.ci/run`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth_support;
 mod common;
+mod tls_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,8 +83,8 @@ fn script_args(broker: &Broker, topic: &str) -> Vec<String> {
     ]
 }
 
-/// Runs `pynsq_roundtrip.py` on `topic` with `extra` arguments against a fresh broker.
-fn pynsq_round_trip(name: &str, topic: &str, extra: &[&str]) {
+/// Runs `pynsq_roundtrip.py` on `topic` with `extra` arguments against `broker`.
+fn pynsq_round_trip(broker: &Broker, name: &str, topic: &str, extra: &[&str]) {
     let have_pynsq = Command::new("python3")
         .args(["-c", "import nsq, tornado"])
         .stdout(Stdio::null())
@@ -93,22 +96,71 @@ fn pynsq_round_trip(name: &str, topic: &str, extra: &[&str]) {
         "python3 with pynsq + tornado (tests/clients/requirements.txt)",
     );
 
-    let broker = Broker::start(&[]);
     let script = clients_dir().join("pynsq_roundtrip.py");
     let mut args = vec![script.display().to_string()];
-    args.extend(script_args(&broker, topic));
+    args.extend(script_args(broker, topic));
     args.extend(extra.iter().map(|a| (*a).to_owned()));
-    run_client(&broker, name, "python3", &args);
+    run_client(broker, name, "python3", &args);
 }
 
 #[test]
 fn pynsq_writer_and_reader_round_trip() {
-    pynsq_round_trip("pynsq", "pynsq_roundtrip", &[]);
+    let broker = Broker::start(&[]);
+    pynsq_round_trip(&broker, "pynsq", "pynsq_roundtrip", &[]);
 }
 
 #[test]
 fn pynsq_round_trip_over_deflate() {
-    pynsq_round_trip("pynsq (deflate)", "pynsq_deflate", &["--deflate"]);
+    let broker = Broker::start(&[]);
+    pynsq_round_trip(&broker, "pynsq (deflate)", "pynsq_deflate", &["--deflate"]);
+}
+
+/// A broker that requires TLS and AUTH (every topic granted to the secret `client-secret`),
+/// with the PKI and auth server it uses.
+fn secure_broker() -> (Broker, tls_support::Pki, auth_support::AuthServer) {
+    let pki = tls_support::Pki::new();
+    let grants = serde_json::json!([
+        {"topic": ".*", "channels": [".*"], "permissions": ["subscribe", "publish"]}
+    ]);
+    let auth = auth_support::AuthServer::start(Box::new(move |params, _| {
+        if params.get("secret").map(String::as_str) == Some("client-secret") {
+            auth_support::grant(3600, &grants)
+        } else {
+            auth_support::grant(3600, &serde_json::json!([]))
+        }
+    }));
+    let mut args = pki.server_flags();
+    args.extend(["--tls-required=true".to_owned(), auth.flag()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Broker::start(&args), pki, auth)
+}
+
+/// Every auth query of a secure run came over TLS with the client's secret.
+fn assert_auth_over_tls(auth: &auth_support::AuthServer) {
+    let queries = auth.queries();
+    assert!(
+        queries.len() >= 2,
+        "reader and writer both AUTH: {queries:?}"
+    );
+    for q in &queries {
+        assert_eq!(
+            (q["tls"].as_str(), q["secret"].as_str()),
+            ("true", "client-secret")
+        );
+    }
+}
+
+#[test]
+fn pynsq_round_trip_over_tls_with_auth() {
+    let (broker, pki, auth) = secure_broker();
+    let ca = pki.ca.cert_pem.display().to_string();
+    pynsq_round_trip(
+        &broker,
+        "pynsq (tls + auth)",
+        "pynsq_tls",
+        &["--tls-ca", &ca, "--auth-secret", "client-secret"],
+    );
+    assert_auth_over_tls(&auth);
 }
 
 #[test]
@@ -140,14 +192,31 @@ fn gnsq_http_client_publish_admin_and_stats() {
 
 #[test]
 fn nsqjs_writer_and_reader_round_trip() {
+    let broker = Broker::start(&[]);
+    nsqjs_round_trip(&broker, "nsqjs", "nsqjs_roundtrip", &[]);
+}
+
+fn nsqjs_round_trip(broker: &Broker, name: &str, topic: &str, extra: &[&str]) {
     let have_nsqjs = clients_dir()
         .join("node_modules/nsqjs/package.json")
         .is_file();
     require(have_nsqjs, "nsqjs (tests/clients/node_modules)");
-
-    let broker = Broker::start(&[]);
     let script = clients_dir().join("nsqjs_roundtrip.js");
     let mut args = vec![script.display().to_string()];
-    args.extend(script_args(&broker, "nsqjs_roundtrip"));
-    run_client(&broker, "nsqjs", "node", &args);
+    args.extend(script_args(broker, topic));
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    run_client(broker, name, "node", &args);
+}
+
+#[test]
+fn nsqjs_round_trip_over_tls_with_auth() {
+    let (broker, pki, auth) = secure_broker();
+    let ca = pki.ca.cert_pem.display().to_string();
+    nsqjs_round_trip(
+        &broker,
+        "nsqjs (tls + auth)",
+        "nsqjs_tls",
+        &["--tls-ca", &ca, "--auth-secret", "client-secret"],
+    );
+    assert_auth_over_tls(&auth);
 }

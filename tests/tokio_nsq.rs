@@ -4,18 +4,21 @@
 //! IDENTIFY response with all 13 fields typed exactly, sends `"client_id":null`-style keys, and
 //! pipelines commands. A producer publishes a few thousand messages (PUB, MPUB and one DPUB),
 //! a consumer on a fresh channel receives them; every body must arrive at least once and the
-//! count of unique bodies must match.
+//! count of unique bodies must match. Then the same client over TLS with AUTH credentials,
+//! against a broker that requires both.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod auth_support;
 mod common;
+mod tls_support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use common::Broker;
 use tokio_nsq::{
-    NSQChannel, NSQConsumerConfig, NSQConsumerConfigSources, NSQEvent, NSQProducer,
-    NSQProducerConfig, NSQTopic,
+    NSQChannel, NSQConfigShared, NSQConfigSharedTLS, NSQConsumerConfig, NSQConsumerConfigSources,
+    NSQEvent, NSQProducer, NSQProducerConfig, NSQTopic,
 };
 
 const SINGLE_PUBS: usize = 1000;
@@ -131,4 +134,63 @@ async fn tokio_nsq_producer_and_consumer_round_trip() {
         });
     assert_eq!(sent, SINGLE_PUBS + MPUB_BATCHES * MPUB_BATCH_LEN + 1);
     assert_eq!(received, sent, "every published message must be consumed");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokio_nsq_over_tls_with_auth() {
+    const COUNT: usize = 200;
+    let pki = tls_support::Pki::new();
+    let grants = serde_json::json!([
+        {"topic": ".*", "channels": [".*"], "permissions": ["subscribe", "publish"]}
+    ]);
+    let auth =
+        auth_support::AuthServer::start(Box::new(move |_, _| auth_support::grant(3600, &grants)));
+    let mut args = pki.server_flags();
+    args.extend(["--tls-required=true".to_owned(), auth.flag()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let broker = Broker::start(&args);
+    let addr = broker.tcp_addr().to_string();
+    // tokio-nsq's TLS does not verify the server by default; the broker requires TLS, so a
+    // plain connection could not publish.
+    let shared = NSQConfigShared::new()
+        .set_tls(NSQConfigSharedTLS::new("localhost"))
+        .set_credentials(b"tokio-secret".to_vec());
+    let topic = NSQTopic::new("tokio_nsq_tls").expect("valid topic");
+    let mut consumer = NSQConsumerConfig::new(topic.clone(), NSQChannel::new("c").unwrap())
+        .set_max_in_flight(100)
+        .set_shared(shared.clone())
+        .set_sources(NSQConsumerConfigSources::Daemons(vec![addr.clone()]))
+        .build();
+    let run = async {
+        let mut producer = NSQProducerConfig::new(addr).set_shared(shared).build();
+        wait_healthy(&mut producer).await;
+        for i in 0..COUNT {
+            producer
+                .publish(&topic, format!("tls-{i}").into_bytes())
+                .await
+                .expect("queue PUB");
+        }
+        wait_acks(&mut producer, COUNT).await;
+        let mut received = HashSet::new();
+        while received.len() < COUNT {
+            match consumer.consume().await {
+                Some(NSQEvent::Message(m)) => {
+                    received.insert(m.body.clone());
+                    m.finish().await;
+                }
+                Some(_) => {}
+                None => panic!("tokio-nsq consumer stream ended"),
+            }
+        }
+        received.len()
+    };
+    let received = tokio::time::timeout(OVERALL_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("tokio-nsq over TLS did not finish\n{}", broker.logs()));
+    assert_eq!(received, COUNT);
+    let queries = auth.queries();
+    assert!(queries.len() >= 2, "{queries:?}");
+    assert!(queries
+        .iter()
+        .all(|q| q["tls"] == "true" && q["secret"] == "tokio-secret"));
 }

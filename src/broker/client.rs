@@ -45,6 +45,8 @@ pub enum Reply {
     Frame(Vec<u8>),
     /// From here on the connection's output goes through this codec.
     StartCodec(Codec),
+    /// From here on the connection's output goes through TLS.
+    StartTls,
     /// `OK` once the log has written (or, with `synced`, fsynced) the ticket's records;
     /// on failure the error frame `<code> <command> failed <err>` (fatal).
     Durable {
@@ -67,6 +69,8 @@ pub struct Outbox {
     pub close_after_flush: bool,
     /// `buf` from this offset on is the first output to go through the codec.
     pub codec_at: Option<(usize, Codec)>,
+    /// `buf` from this offset on is the first output to go through TLS.
+    pub tls_at: Option<usize>,
     pub replies: VecDeque<Reply>,
 }
 
@@ -85,6 +89,10 @@ pub struct Client {
     pub pub_counts: RefCell<Vec<(String, u64)>>,
     /// The compression negotiated by IDENTIFY, for `/stats`.
     pub codec: Cell<Option<Codec>>,
+    /// The TLS connection's facts once IDENTIFY upgraded it (`/stats`, AUTH's common name).
+    pub tls: RefCell<Option<crate::tls::TlsInfo>>,
+    /// Who the auth server said this client is, once AUTH succeeded (`/stats`).
+    pub auth: RefCell<Option<crate::auth::AuthIdentity>>,
     pub outbox: RefCell<Outbox>,
     /// Wakes the writer task.
     pub wake: super::wake::Wake,
@@ -108,6 +116,8 @@ impl Client {
             requeue_count: Cell::new(0),
             pub_counts: RefCell::new(Vec::new()),
             codec: Cell::new(None),
+            tls: RefCell::new(None),
+            auth: RefCell::new(None),
             outbox: RefCell::new(Outbox::default()),
             wake: super::wake::Wake::new(),
             drained: Notify::new(),
@@ -148,6 +158,9 @@ impl Client {
             }
             Reply::StartCodec(codec) if out.replies.is_empty() => {
                 out.codec_at = Some((out.buf.len(), codec));
+            }
+            Reply::StartTls if out.replies.is_empty() => {
+                out.tls_at = Some(out.buf.len());
             }
             other => out.replies.push_back(other),
         }

@@ -58,24 +58,6 @@ pub struct BrokerConfig {
     pub e2e: e2e::E2eConfig,
 }
 
-/// File descriptors left to connections, listeners and the runtime: a quarter of the limit.
-const FDS_RESERVED_DIVISOR: u64 = 4;
-/// ... and at least this many (or half the limit, when it is tiny).
-const FDS_RESERVED_MIN: u64 = 64;
-/// Most files the storage keeps open at once, whatever the limit: enough for thousands of busy
-/// topics (an idle one holds none), few enough that 100 000 topics fit in any real limit.
-const FILES_OPEN_MAX: u64 = 4096;
-
-/// How many files the storage may hold open under a descriptor limit (`None`: unlimited).
-pub fn file_budget(limit: Option<u64>) -> usize {
-    let Some(limit) = limit else {
-        return usize::try_from(FILES_OPEN_MAX).unwrap_or(usize::MAX);
-    };
-    let reserved = (limit / FDS_RESERVED_DIVISOR).max(FDS_RESERVED_MIN.min(limit / 2));
-    let budget = limit.saturating_sub(reserved).min(FILES_OPEN_MAX);
-    usize::try_from(budget).unwrap_or(usize::MAX)
-}
-
 /// Recent records each topic keeps in memory for consumers at the tail. Per topic, so it bounds
 /// memory the way nsqd's `--mem-queue-size` does (by count there): 16 MiB is ~120k messages of
 /// 100 bytes, plenty for a consumer that keeps up; one that falls further behind reads the disk.
@@ -189,11 +171,11 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Sizes the storage's file budget from the process's descriptor limit (see
-    /// [`file_budget`]).
+    /// Sizes the storage's file budget from the process's descriptor limit (its share of
+    /// [`crate::fds::Budget`]).
     fn budget_files(&self) {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-        let budget = file_budget(limit);
+        let budget = crate::fds::Budget::for_limit(limit).files_open_max;
         self.cfg.io.files().set_open_max(budget);
         tracing::info!(
             "file descriptors: limit {}, storage keeps at most {budget} files open",

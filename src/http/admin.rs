@@ -57,7 +57,7 @@ pub fn info(node: &Node) -> Resp {
         broadcast_address: &o.broadcast_address,
         hostname: hostname(),
         http_port: node.http_addr.map_or(-1, |a| i64::from(a.port())),
-        tcp_port: i64::from(node.tcp_addr.port()),
+        tcp_port: node.tcp_addr.map_or(-1, |a| i64::from(a.port())),
         start_time: node.broker.start_unix_s,
         max_heartbeat_interval: ns(o.max_heartbeat_interval),
         max_output_buffer_size: o.max_output_buffer_size,

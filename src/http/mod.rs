@@ -28,7 +28,12 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use query::Query;
 use response::{ApiError, ApiResult, Resp};
+use std::path::PathBuf;
 use std::rc::Rc;
+
+/// How long a client may take to send a request's headers (beyond nsqd, whose HTTP server
+/// has no deadline: a client that dribbles headers would hold its connection for ever).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One request as the handlers see it: the query already parsed (or refused), the body unread.
 #[derive(Debug)]
@@ -59,11 +64,72 @@ impl Req {
     }
 }
 
+/// A bound HTTP or HTTPS listener: TCP, or a unix socket (`--http-address=/path`).
+#[derive(Debug)]
+pub enum HttpListener {
+    Tcp(tokio::net::TcpListener),
+    /// A unix socket and its path (removed when the listener is closed).
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+/// Any accepted HTTP byte stream (TCP or unix, plain or TLS).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Io for T {}
+
+impl HttpListener {
+    async fn accept(&self) -> std::io::Result<Box<dyn Io>> {
+        Ok(match self {
+            Self::Tcp(l) => Box::new(l.accept().await?.0),
+            Self::Unix(l, _) => Box::new(l.accept().await?.0),
+        })
+    }
+}
+
+impl Drop for HttpListener {
+    fn drop(&mut self) {
+        if let Self::Unix(_, path) = self {
+            // As Go's UnixListener.Close: the socket file goes with the listener.
+            if let Err(e) = std::fs::remove_file(&*path) {
+                tracing::debug!("removing {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// How one listener serves: plain HTTP or HTTPS.
+pub struct HttpServer {
+    pub node: Rc<Node>,
+    pub admission: Rc<crate::fds::Admission>,
+    /// HTTPS: every connection starts with a TLS handshake.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Plain HTTP with `--tls-required=true`: every request is `403 TLS_REQUIRED`.
+    pub tls_required: bool,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("https", &self.tls.is_some())
+            .field("tls_required", &self.tls_required)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServer {
+    fn name(&self) -> &'static str {
+        if self.tls.is_some() {
+            "HTTPS"
+        } else {
+            "HTTP"
+        }
+    }
+}
+
 /// Serves HTTP on `listener` until `shutdown` resolves (connections already open are dropped
 /// with the runtime, as nsqd closes its listeners at exit).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
-    node: Rc<Node>,
+    listener: HttpListener,
+    server: Rc<HttpServer>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -73,28 +139,73 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _)) => stream,
+            Ok(stream) => stream,
             Err(e) => {
-                tracing::error!("HTTP: accept failed - {e}");
-                // EMFILE and friends: do not spin.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                // EMFILE: accept-and-close with the spare descriptor; never spin.
+                server
+                    .admission
+                    .refuse_one(&e, || async { listener.accept().await.map(drop) })
+                    .await;
                 continue;
             }
         };
-        let node = Rc::clone(&node);
+        let Some(admitted) = server.admission.admit() else {
+            drop(stream);
+            continue;
+        };
+        let server = Rc::clone(&server);
         tokio::task::spawn_local(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let node = Rc::clone(&node);
-                async move { Ok::<_, std::convert::Infallible>(handle(&node, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("HTTP: connection error - {e}");
-            }
+            serve_connection(&server, stream).await;
+            drop(admitted);
         });
     }
+}
+
+/// One connection: the TLS handshake for HTTPS, then hyper.
+async fn serve_connection(server: &Rc<HttpServer>, stream: Box<dyn Io>) {
+    let stream: Box<dyn Io> = match &server.tls {
+        Some(acceptor) => {
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    tracing::debug!("HTTPS: TLS handshake failed - {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("HTTPS: TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+        None => stream,
+    };
+    let service_server = Rc::clone(server);
+    let service = hyper::service::service_fn(move |req| {
+        let server = Rc::clone(&service_server);
+        async move {
+            let resp = if server.tls_required {
+                tls_required(&server.node)
+            } else {
+                handle(&server.node, req).await
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!("{}: connection error - {e}", server.name());
+    }
+}
+
+/// nsqd's answer to plain HTTP when `--tls-required=true`, byte for byte.
+fn tls_required(node: &Node) -> Resp {
+    let port = node.https_addr.map_or(0, |a| a.port());
+    let body = format!(r#"{{"message": "TLS_REQUIRED", "https_port": {port}}}"#);
+    response::status_json(hyper::StatusCode::FORBIDDEN, body)
 }
 
 async fn handle(node: &Rc<Node>, req: Request<Incoming>) -> Resp {

@@ -91,6 +91,11 @@ pub fn error(err: &ApiError) -> Resp {
     build(err.status, Some(JSON_TYPE), true, Bytes::from(body))
 }
 
+/// V1 JSON already encoded, with any status (nsqd's `TLS_REQUIRED`).
+pub fn status_json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    build(status, Some(JSON_TYPE), true, body.into())
+}
+
 /// The plain-text decorator (`/ping`): raw text, any status, no V1 header.
 pub fn plain(status: StatusCode, body: impl Into<Bytes>) -> Resp {
     let body = body.into();

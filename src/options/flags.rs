@@ -274,7 +274,7 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     row("tls-required", Setter::TlsRequired(|o, v| o.tls_required = v), Shown::Zero,
         "require TLS for client connections (true, false, tcp-https)"),
     row("tls-min-version", Setter::TlsMinVersion(|o, v| o.tls_min_version = v), Shown::Value("tls1.0"),
-        "minimum SSL/TLS version acceptable ('tls1.0', 'tls1.1', 'tls1.2', or 'tls1.3')"),
+        "minimum SSL/TLS version acceptable ('tls1.0', 'tls1.1', 'tls1.2', or 'tls1.3'; ringsq's TLS library offers TLS 1.2 and 1.3 only, so 'tls1.0' and 'tls1.1' mean 'tls1.2')"),
     // compression
     row("deflate", Setter::Bool(|o, v| o.deflate = v), Shown::Value("true"),
         "enable deflate feature negotiation (client compression)"),

@@ -10,9 +10,6 @@
 //!   or `--version` / `--help`.
 //! - The flags themselves live in one table ([`flags`]); `--help` ([`usage`]) is built from
 //!   it, so the two cannot drift.
-//! - [`Options::unsupported_in_use`] names the flags that are accepted (an nsqd unit file
-//!   may carry them) but whose features ringsq does not implement yet, so `main` can refuse
-//!   to start rather than silently run without TLS or auth.
 //!
 //! Invariants: every field of [`Options`] holds a value nsqd would accept (ranges are checked
 //! when a value is set, not later); [`Options::default`] equals nsqd 1.3.0's `NewOptions()`.
@@ -363,39 +360,7 @@ fn finish(opts: &mut Options) -> Result<(), OptionsError> {
     Ok(())
 }
 
-/// Whether an unsupported flag is set to something other than its default.
-type InUse = fn(&Options) -> bool;
-
-/// Flags ringsq accepts but does not implement yet, with the test for "in use".
-const UNSUPPORTED: &[(&str, InUse)] = &[
-    ("tls-cert", |o| !o.tls_cert.is_empty()),
-    ("tls-key", |o| !o.tls_key.is_empty()),
-    ("tls-root-ca-file", |o| !o.tls_root_ca_file.is_empty()),
-    ("tls-client-auth-policy", |o| {
-        !o.tls_client_auth_policy.is_empty()
-    }),
-    ("tls-required", |o| {
-        o.tls_required != TlsRequired::NotRequired
-    }),
-    ("tls-min-version", |o| o.tls_min_version != TLS_VERSION_1_0),
-    // nsqd only listens for HTTPS when a certificate is configured.
-    ("https-address", |o| {
-        !o.tls_cert.is_empty() && !o.https_address.is_empty()
-    }),
-    ("auth-http-address", |o| !o.auth_http_addresses.is_empty()),
-];
-
 impl Options {
-    /// The flags set to a non-default value whose features ringsq does not implement yet
-    /// (TLS, auth), in a fixed order; `main` refuses to start if this is not empty.
-    pub fn unsupported_in_use(&self) -> Vec<&'static str> {
-        UNSUPPORTED
-            .iter()
-            .filter(|(_, in_use)| in_use(self))
-            .map(|(name, _)| *name)
-            .collect()
-    }
-
     /// nsqd's statsd key prefix: `%s` replaced by the host key of
     /// `broadcast_address:http_port` (`.` and `:` become `_`), with a trailing `.` added.
     /// Empty when `--statsd-prefix` is empty. `http_port` is the broadcast HTTP port (the

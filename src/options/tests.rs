@@ -616,40 +616,6 @@ fn unknown_config_keys_are_ignored_and_listed() {
 }
 
 #[test]
-fn unsupported_flags_in_use_are_named() {
-    assert!(Options::default().unsupported_in_use().is_empty());
-    assert!(run(&["--https-address=0.0.0.0:1"])
-        .unsupported_in_use()
-        .is_empty());
-    assert_eq!(
-        run(&["--tls-cert=/c", "--tls-key=/k"]).unsupported_in_use(),
-        ["tls-cert", "tls-key", "https-address"]
-    );
-    assert_eq!(
-        run(&[
-            "--tls-cert=/c",
-            "--tls-key=/k",
-            "--https-address=",
-            "--tls-required=tcp-https"
-        ])
-        .unsupported_in_use(),
-        ["tls-cert", "tls-key", "tls-required"]
-    );
-    assert_eq!(
-        run(&["--auth-http-address=a:1"]).unsupported_in_use(),
-        ["auth-http-address"]
-    );
-    assert_eq!(
-        run(&["--tls-min-version=tls1.2"]).unsupported_in_use(),
-        ["tls-min-version"]
-    );
-    assert_eq!(
-        run(&["--tls-root-ca-file=/ca"]).unsupported_in_use(),
-        ["tls-root-ca-file"]
-    );
-}
-
-#[test]
 fn statsd_prefix_substitutes_the_host_key() {
     let opts = with(|o| o.broadcast_address = "host.example.com".into());
     assert_eq!(

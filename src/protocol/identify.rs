@@ -219,13 +219,26 @@ impl IdentifySettings {
             client_id: remote_ip.to_owned(),
             hostname: remote_ip.to_owned(),
             user_agent: String::new(),
-            heartbeat_interval: Some(Duration::from_millis(limits.client_timeout_ms / 2)),
+            heartbeat_interval: Some(default_heartbeat_interval(limits)),
             output_buffer_size: OUTPUT_BUFFER_SIZE_DEFAULT_BYTES,
             output_buffer_timeout: nonzero(Duration::from_millis(limits.output_buffer_timeout_ms)),
             sample_rate: 0,
             msg_timeout: Duration::from_millis(limits.msg_timeout_ms),
         }
     }
+}
+
+/// IDENTIFY's smallest `heartbeat_interval`.
+const HEARTBEAT_INTERVAL_MIN_MS: u64 = 1000;
+
+/// A new connection's heartbeat interval: nsqd's `ClientTimeout / 2` (30 s), but no longer
+/// than `--max-heartbeat-interval` (nsqd keeps 30 s even then; ringsq holds every connection
+/// to the operator's bound, which also bounds its read deadline), and at least 1 s.
+pub fn default_heartbeat_interval(limits: &Limits) -> Duration {
+    let max = limits
+        .max_heartbeat_interval_ms
+        .max(HEARTBEAT_INTERVAL_MIN_MS);
+    Duration::from_millis((limits.client_timeout_ms / 2).min(max))
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -523,6 +536,19 @@ mod tests {
         for (json, want) in cases {
             assert_eq!(resolve(json).err(), *want, "{json}");
         }
+    }
+
+    #[test]
+    fn default_heartbeat_follows_max_heartbeat_interval() {
+        let with_max = |ms| {
+            default_heartbeat_interval(&Limits {
+                max_heartbeat_interval_ms: ms,
+                ..Limits::default()
+            })
+        };
+        assert_eq!(with_max(60_000), Duration::from_secs(30));
+        assert_eq!(with_max(2_000), Duration::from_secs(2));
+        assert_eq!(with_max(0), Duration::from_secs(1));
     }
 
     #[test]

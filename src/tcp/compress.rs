@@ -14,9 +14,10 @@
 //! `FrameDecoder` work over blocking `std::io` streams and cannot be fed bytes as they arrive.
 //! Fuzzed through `fuzz/fuzz_targets/protocol_decode.rs`.
 //!
-//! Bounds: a snappy chunk is at most 16 MiB by its 24-bit length (waited for whole); one 16 KiB
-//! read of deflate can inflate to about 16 MiB (DEFLATE's 1032:1 ceiling) before the commands in
-//! it are decoded — the same order as the largest command (`--max-body-size`).
+//! Bounds: decoding goes in steps ([`Decoder::step`]) of at most the caller's output bound (a
+//! snappy step always decodes one whole chunk, at most [`SNAPPY_BLOCK_MAX_BYTES`]), so a
+//! compression bomb (DEFLATE inflates up to 1032:1) is worked through a slice at a time. A
+//! snappy chunk longer than the encoding of a full block is refused before it is waited for.
 //! Corrupt input is an error; the connection is then closed without a frame, as nsqd's reader
 //! fails ("failed to read command").
 
@@ -24,9 +25,9 @@ use crate::broker::client::Codec;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// Most uncompressed bytes in one snappy chunk.
-const SNAPPY_BLOCK_MAX_BYTES: usize = 64 * 1024;
+pub const SNAPPY_BLOCK_MAX_BYTES: usize = 64 * 1024;
 /// Longest snappy chunk body we accept: the encoded form of a full block plus its checksum.
-const SNAPPY_CHUNK_MAX_BYTES: usize = 4 + 76_490;
+pub(crate) const SNAPPY_CHUNK_MAX_BYTES: usize = 4 + 76_490;
 const SNAPPY_STREAM_ID: &[u8; 10] = b"\xff\x06\x00\x00sNaPpY";
 const CHUNK_COMPRESSED: u8 = 0x00;
 const CHUNK_STORED: u8 = 0x01;
@@ -128,51 +129,75 @@ fn deflate(c: &mut Compress, plain: &[u8], out: &mut Vec<u8>) -> Result<(), Comp
     }
 }
 
-/// The reader's half.
+/// The reader's half. Decoding goes in bounded steps ([`Decoder::step`]): the caller keeps the
+/// compressed bytes it has read, hands them over, and learns how many a step took, so that a
+/// small input that inflates to gigabytes (a compression bomb) is decoded a slice at a time,
+/// with the connection's commands run and other clients served in between.
 #[derive(Debug)]
 pub enum Decoder {
-    Snappy {
-        /// Bytes of a chunk not complete yet.
-        pending: Vec<u8>,
-        seen_stream_id: bool,
-    },
+    Snappy { seen_stream_id: bool },
     Deflate(Box<Decompress>),
+}
+
+/// What one [`Decoder::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Compressed bytes taken from the front of the input.
+    pub consumed: usize,
+    /// Plain bytes appended to the output.
+    pub produced: usize,
+}
+
+impl Step {
+    /// Nothing taken, nothing made: more input is needed.
+    pub fn is_stalled(self) -> bool {
+        self.consumed == 0 && self.produced == 0
+    }
 }
 
 impl Decoder {
     pub fn new(codec: Codec) -> Self {
         match codec {
             Codec::Snappy => Self::Snappy {
-                pending: Vec::new(),
                 seen_stream_id: false,
             },
             Codec::Deflate { .. } => Self::Deflate(Box::new(Decompress::new(false))),
         }
     }
 
-    /// Appends to `out` everything `input` (the next bytes of the stream) completes.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
-        match self {
-            Self::Snappy {
-                pending,
-                seen_stream_id,
-            } => {
-                pending.extend_from_slice(input);
-                let used = snappy_chunks(pending, seen_stream_id, out)?;
-                pending.drain(..used);
-                Ok(())
+    /// Decodes from the front of `input` (the next compressed bytes of the stream), appending
+    /// at most `out_max_bytes` to `out` — snappy always decodes a first whole chunk, so a step
+    /// can make up to [`SNAPPY_BLOCK_MAX_BYTES`] whatever `out_max_bytes` says. A snappy chunk
+    /// not yet complete is left in `input` (not consumed) for the next step.
+    pub fn step(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        out_max_bytes: usize,
+    ) -> Result<Step, CompressError> {
+        let before = out.len();
+        let consumed = match self {
+            Self::Snappy { seen_stream_id } => {
+                snappy_chunks(input, seen_stream_id, out, out_max_bytes)?
             }
-            Self::Deflate(d) => inflate(d, input, out),
-        }
+            Self::Deflate(d) => inflate(d, input, out, out_max_bytes)?,
+        };
+        Ok(Step {
+            consumed,
+            produced: out.len() - before,
+        })
     }
 }
 
-/// Decodes the complete chunks at the front of `buf`; returns the bytes they took.
+/// Decodes the complete chunks at the front of `buf` while their output fits in
+/// `out_max_bytes` (the first always); returns the bytes they took.
 fn snappy_chunks(
     buf: &[u8],
     seen_stream_id: &mut bool,
     out: &mut Vec<u8>,
+    out_max_bytes: usize,
 ) -> Result<usize, CompressError> {
+    let start = out.len();
     let mut at = 0;
     while let Some(header) = buf.get(at..at + 4) {
         let kind = header[0];
@@ -194,7 +219,13 @@ fn snappy_chunks(
                 }
                 *seen_stream_id = true;
             }
-            CHUNK_COMPRESSED | CHUNK_STORED => snappy_block(kind, body, out)?,
+            CHUNK_COMPRESSED | CHUNK_STORED => {
+                let made = out.len() - start;
+                if made > 0 && made + snappy_block_len(kind, body)? > out_max_bytes {
+                    break;
+                }
+                snappy_block(kind, body, out)?;
+            }
             0x02..=0x7f => return Err(CompressError::Snappy("reserved chunk type")),
             _ => {} // skippable
         }
@@ -203,20 +234,33 @@ fn snappy_chunks(
     Ok(at)
 }
 
+/// The uncompressed length a data chunk claims, checked against the block limit.
+fn snappy_block_len(kind: u8, body: &[u8]) -> Result<usize, CompressError> {
+    let data = body
+        .get(4..)
+        .ok_or(CompressError::Snappy("chunk too short"))?;
+    let len = if kind == CHUNK_COMPRESSED {
+        snap::raw::decompress_len(data)?
+    } else {
+        data.len()
+    };
+    if len > SNAPPY_BLOCK_MAX_BYTES {
+        return Err(CompressError::Snappy("block too long"));
+    }
+    Ok(len)
+}
+
 fn snappy_block(kind: u8, body: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
     let (crc, data) = body
         .split_first_chunk::<4>()
         .ok_or(CompressError::Snappy("chunk too short"))?;
+    let len = snappy_block_len(kind, body)?;
     let start = out.len();
     if kind == CHUNK_COMPRESSED {
-        if snap::raw::decompress_len(data)? > SNAPPY_BLOCK_MAX_BYTES {
-            return Err(CompressError::Snappy("block too long"));
-        }
-        out.extend_from_slice(&snap::raw::Decoder::new().decompress_vec(data)?);
+        out.resize(start + len, 0);
+        let n = snap::raw::Decoder::new().decompress(data, &mut out[start..])?;
+        out.truncate(start + n);
     } else {
-        if data.len() > SNAPPY_BLOCK_MAX_BYTES {
-            return Err(CompressError::Snappy("block too long"));
-        }
         out.extend_from_slice(data);
     }
     if masked_crc(&out[start..]) != u32::from_le_bytes(*crc) {
@@ -225,25 +269,23 @@ fn snappy_block(kind: u8, body: &[u8], out: &mut Vec<u8>) -> Result<(), Compress
     Ok(())
 }
 
-fn inflate(d: &mut Decompress, input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
-    let mut consumed = 0;
-    loop {
-        out.reserve(input.len().saturating_mul(2) + FLATE_SLACK_BYTES);
-        let before = d.total_in();
-        let status = d
-            .decompress_vec(&input[consumed..], out, FlushDecompress::Sync)
-            .map_err(|e| CompressError::Deflate(e.to_string()))?;
-        consumed += usize::try_from(d.total_in() - before).unwrap_or(usize::MAX);
-        let output_room = out.len() < out.capacity();
-        match status {
-            Status::StreamEnd => return Err(CompressError::Deflate("stream ended".into())),
-            Status::Ok | Status::BufError if consumed >= input.len() && output_room => {
-                return Ok(());
-            }
-            Status::BufError if output_room => {
-                return Err(CompressError::Deflate("no progress".into()));
-            }
-            Status::Ok | Status::BufError => {}
+/// Inflates from `input` into at most `out_max_bytes` more of `out`; returns the bytes taken.
+fn inflate(
+    d: &mut Decompress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    out_max_bytes: usize,
+) -> Result<usize, CompressError> {
+    let start = out.len();
+    out.resize(start + out_max_bytes, 0);
+    let (in_before, out_before) = (d.total_in(), d.total_out());
+    let status = d.decompress(input, &mut out[start..], FlushDecompress::Sync);
+    let produced = usize::try_from(d.total_out() - out_before).unwrap_or(usize::MAX);
+    out.truncate(start + produced.min(out_max_bytes));
+    match status.map_err(|e| CompressError::Deflate(e.to_string()))? {
+        Status::StreamEnd => Err(CompressError::Deflate("stream ended".into())),
+        Status::Ok | Status::BufError => {
+            Ok(usize::try_from(d.total_in() - in_before).unwrap_or(usize::MAX))
         }
     }
 }
@@ -252,19 +294,43 @@ fn inflate(d: &mut Decompress, input: &[u8], out: &mut Vec<u8>) -> Result<(), Co
 mod tests {
     use super::*;
 
+    /// Appends `bytes` to the undecoded `pending` input and decodes all it can, in steps of at
+    /// most `step_max` output bytes (checked), as the connection does.
+    fn feed(
+        dec: &mut Decoder,
+        pending: &mut Vec<u8>,
+        bytes: &[u8],
+        out: &mut Vec<u8>,
+        step_max: usize,
+    ) -> Result<usize, CompressError> {
+        pending.extend_from_slice(bytes);
+        let mut steps = 0;
+        loop {
+            let step = dec.step(pending, out, step_max)?;
+            assert!(step.produced <= step_max.max(SNAPPY_BLOCK_MAX_BYTES));
+            pending.drain(..step.consumed);
+            if step.is_stalled() {
+                return Ok(steps);
+            }
+            steps += 1;
+        }
+    }
+
     fn round_trip(codec: Codec, parts: &[&[u8]]) {
         let mut enc = Encoder::new(codec);
         let mut dec = Decoder::new(codec);
         let mut got = Vec::new();
+        let mut pending = Vec::new();
         for part in parts {
             let mut wire = Vec::new();
             assert!(enc.encode(part, &mut wire).is_ok());
             // Byte by byte: chunks and deflate blocks split anywhere.
             for b in &wire {
-                assert!(dec.decode(std::slice::from_ref(b), &mut got).is_ok());
+                assert!(feed(&mut dec, &mut pending, &[*b], &mut got, 1000).is_ok());
             }
         }
         assert_eq!(got, parts.concat());
+        assert!(pending.is_empty());
     }
 
     #[test]
@@ -285,16 +351,34 @@ mod tests {
     }
 
     #[test]
+    fn a_bomb_is_decoded_in_bounded_steps() {
+        // 8 MiB of NOPs deflate to a few KiB; each step makes at most 64 KiB.
+        let plain = b"NOP\n".repeat(2 * 1024 * 1024);
+        for codec in [Codec::Snappy, Codec::Deflate { level: 9 }] {
+            let mut wire = Vec::new();
+            assert!(Encoder::new(codec).encode(&plain, &mut wire).is_ok());
+            let mut dec = Decoder::new(codec);
+            let mut out = Vec::new();
+            let mut pending = Vec::new();
+            let steps = feed(&mut dec, &mut pending, &wire, &mut out, 64 * 1024);
+            assert_eq!(steps.ok(), Some(plain.len() / (64 * 1024)), "{codec:?}");
+            assert_eq!(out.len(), plain.len());
+        }
+    }
+
+    #[test]
     fn corrupt_input_is_an_error() {
         let mut dec = Decoder::new(Codec::Snappy);
         assert!(dec
-            .decode(b"\x00\x05\x00\x00abcde", &mut Vec::new())
+            .step(b"\x00\x05\x00\x00abcde", &mut Vec::new(), 1024)
             .is_err());
         let mut dec = Decoder::new(Codec::Snappy);
         let mut wire = SNAPPY_STREAM_ID.to_vec();
         wire.extend_from_slice(b"\x01\x05\x00\x00\0\0\0\0x");
-        assert!(dec.decode(&wire, &mut Vec::new()).is_err(), "bad crc");
+        assert!(dec.step(&wire, &mut Vec::new(), 1024).is_err(), "bad crc");
         let mut dec = Decoder::new(Codec::Deflate { level: 6 });
-        assert!(dec.decode(b"\xff\xff\xff\xff", &mut Vec::new()).is_err());
+        assert!(dec
+            .step(b"\xff\xff\xff\xff", &mut Vec::new(), 1024)
+            .is_err());
     }
 }

@@ -1,36 +1,63 @@
 //! One client connection: the magic, then a reader loop (bytes → `protocol::decode` → `exec`)
-//! and a writer task (outbox → socket, with nsqd's flush rules and heartbeats).
+//! and a writer task (outbox → socket, with nsqd's flush rules and heartbeats). Bytes go
+//! through [`super::transport`] (socket, compression) both ways.
 //!
 //! The reader never waits for the disk: a publish appends (synchronously reserving its place in
 //! the log) and queues an ordered reply; the writer sends that `OK` when the log has written or
 //! fsynced it. So a pipelining publisher gets group commit across all its in-flight commands.
+//!
+//! Deadlines, as nsqd's: each command (its line and its body, however many reads they take)
+//! must arrive within twice the connection's heartbeat interval from the end of the previous
+//! command; then the connection is closed, after the error nsqd sends for the read that timed
+//! out (`E_BAD_MESSAGE PUB failed to read message body`, ...). No deadline when heartbeats are
+//! disabled (IDENTIFY `heartbeat_interval` -1). Beyond nsqd, the 4-byte magic has the same
+//! deadline (from the default heartbeat interval). A write has the heartbeat interval.
+//!
+//! Bounded work: the reader runs at most [`COMMANDS_PER_TURN`] commands, and decompresses at
+//! most one step, before it lets other tasks run.
 
-use super::compress::{Decoder, Encoder};
 use super::exec;
+use super::tls::TlsLayer;
+use super::transport::{yield_to_ring, Filled, Input, Output, Socket, Upgrades, READ_BUF_BYTES};
+use super::Frontend;
 use crate::broker::client::{Client, ClientSettings, ClientState, Reply};
 use crate::broker::Broker;
-use crate::protocol::{self, DecodeContext, Decoded};
-use std::net::SocketAddr;
+use crate::protocol::{self, Decoded};
+use std::cell::{Cell, RefCell};
+use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
-/// nsqd's bufio reader size: the initial read buffer.
-const READ_BUF_BYTES: usize = 16 * 1024;
 /// A publisher with more unsent replies than this is not read from until they drain.
 const REPLIES_PENDING_MAX: usize = 4096;
 const MAGIC_BYTES: usize = 4;
+/// Commands the reader runs before it yields to the other tasks.
+pub const COMMANDS_PER_TURN: usize = 64;
+/// How long the writer may take to flush what is left once the reader has finished.
+const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(10);
 
-pub async fn handle(stream: TcpStream, remote: SocketAddr, broker: Rc<Broker>) {
-    let stream = Rc::new(stream);
-    let Some(mut buf) = read_magic(&stream, &broker).await else {
+/// The TLS layer, once IDENTIFY started it: the reader creates it, the writer uses it from
+/// the offset the upgrade was queued at.
+type TlsSlot = Rc<RefCell<Option<Rc<TlsLayer>>>>;
+
+/// nsqd's deadline for the TLS handshake after IDENTIFY `tls_v1`.
+const TLS_HANDSHAKE_MAX: Duration = Duration::from_secs(5);
+
+/// Serves one client on `socket` (`peer` is `None` on a unix socket).
+pub async fn handle(socket: Socket, peer: Option<SocketAddr>, frontend: Rc<Frontend>) {
+    let broker = Rc::clone(&frontend.broker);
+    let socket = Rc::new(socket);
+    let settings = default_settings(&broker, peer);
+    let magic_deadline = settings.heartbeat_interval.map(|h| Instant::now() + h * 2);
+    let Some(mut buf) = read_magic(&socket, magic_deadline).await else {
+        socket.shutdown(Shutdown::Both);
         return;
     };
+    let remote = peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let client = Rc::new(Client::new(
         broker.next_client_id(),
         remote,
-        default_settings(&broker, remote),
+        settings,
         broker
             .start_unix_s
             .max(crate::broker::guid::now_ns() / 1_000_000_000),
@@ -39,37 +66,56 @@ pub async fn handle(stream: TcpStream, remote: SocketAddr, broker: Rc<Broker>) {
         .clients
         .borrow_mut()
         .insert(client.id, Rc::clone(&client));
-    let writer = tokio::task::spawn_local(write_loop(Rc::clone(&stream), Rc::clone(&client)));
-    let mut session = exec::Session::new(Rc::clone(&broker), Rc::clone(&client));
-    if let Err(e) = read_loop(&stream, &mut buf, &mut session).await {
+    let reading = Rc::new(Cell::new(true));
+    let tls: TlsSlot = Rc::new(RefCell::new(None));
+    let writer = tokio::task::spawn_local(write_loop(
+        Rc::clone(&socket),
+        Rc::clone(&client),
+        Rc::clone(&reading),
+        Rc::clone(&tls),
+    ));
+    let mut session = exec::Session::new(Rc::clone(&frontend), Rc::clone(&client), peer);
+    let mut input = Input::new(Rc::clone(&socket));
+    if let Err(e) = read_loop(&mut input, &mut buf, &mut session, &tls).await {
         tracing::debug!(client = %remote, "connection ended: {e}");
     }
+    reading.set(false);
     session.disconnect().await;
     client.closed.set(true);
     client.wake.notify_one();
-    if let Err(e) = writer.await {
+    tokio::pin!(writer);
+    let joined = if let Ok(joined) = tokio::time::timeout(CLOSE_FLUSH_MAX, &mut writer).await {
+        joined
+    } else {
+        // The client stopped reading and heartbeats are off (no write deadline).
+        socket.shutdown(Shutdown::Both);
+        writer.await
+    };
+    if let Err(e) = joined {
         tracing::error!("writer task failed: {e}");
     }
     broker.clients.borrow_mut().remove(&client.id);
 }
 
-fn default_settings(broker: &Broker, remote: SocketAddr) -> ClientSettings {
-    ClientSettings::defaults(
-        &crate::server::limits(&broker.options),
-        &remote.ip().to_string(),
-    )
+fn default_settings(broker: &Broker, peer: Option<SocketAddr>) -> ClientSettings {
+    // nsqd: the client's IP, "" on a unix socket.
+    let ip = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    ClientSettings::defaults(&crate::server::limits(&broker.options), &ip)
 }
 
-/// Reads the 4-byte magic; a wrong one gets `E_BAD_PROTOCOL` and the connection is closed.
-/// Returns the buffer with whatever followed the magic.
-async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
+/// Reads the 4-byte magic; a wrong one gets `E_BAD_PROTOCOL` and the connection is closed,
+/// as is one that sends nothing within `deadline`. Returns the buffer with whatever followed
+/// the magic.
+async fn read_magic(socket: &Socket, deadline: Option<Instant>) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(READ_BUF_BYTES);
     while buf.len() < MAGIC_BYTES {
-        let n = read_more(stream, &mut buf, Some(broker.options.client_timeout))
-            .await
-            .ok()?;
-        if n == 0 {
-            return None;
+        match socket.read_before(&mut buf, deadline).await {
+            Ok(Filled::Data) => {}
+            Ok(Filled::TimedOut) => {
+                tracing::info!("client sent no protocol magic in time: closing");
+                return None;
+            }
+            Ok(Filled::Eof) | Err(_) => return None,
         }
     }
     if !protocol::magic_ok(&buf[..MAGIC_BYTES]) {
@@ -84,7 +130,7 @@ async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
         frame.extend_from_slice(&size.to_be_bytes());
         frame.extend_from_slice(&protocol::FRAME_TYPE_ERROR.to_be_bytes());
         frame.extend_from_slice(code);
-        let (res, _) = stream.write_all(frame).await;
+        let (res, _) = socket.write_before(frame, deadline).await;
         if let Err(e) = res {
             tracing::debug!("writing E_BAD_PROTOCOL: {e}");
         }
@@ -94,97 +140,34 @@ async fn read_magic(stream: &TcpStream, broker: &Broker) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Appends what the socket has into `buf`'s spare capacity; Ok(0) at EOF.
-async fn read_more(
-    stream: &TcpStream,
-    buf: &mut Vec<u8>,
-    deadline: Option<Duration>,
-) -> std::io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_BUF_BYTES / 4 {
-        buf.reserve(READ_BUF_BYTES);
-    }
-    let owned = std::mem::take(buf);
-    let len = owned.len();
-    let cap = owned.capacity();
-    let read = stream.read(owned.slice(len..cap));
-    let (res, slice) = match deadline {
-        Some(d) => match tokio::time::timeout(d, read).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "i/o timeout",
-                ))
-            }
-        },
-        None => read.await,
-    };
-    *buf = slice.into_inner();
-    res
-}
-
-/// The connection's input: plain bytes in `buf`, or, once IDENTIFY negotiated compression,
-/// what the decoder makes of the bytes read.
-struct Input {
-    decoder: Option<Decoder>,
-    raw: Vec<u8>,
-}
-
-impl Input {
-    /// Reads more into `buf` (decoded if need be); Ok(0) at EOF.
-    async fn fill(
-        &mut self,
-        stream: &TcpStream,
-        buf: &mut Vec<u8>,
-        deadline: Option<Duration>,
-    ) -> std::io::Result<usize> {
-        let Some(decoder) = &mut self.decoder else {
-            return read_more(stream, buf, deadline).await;
-        };
-        self.raw.clear();
-        let n = read_more(stream, &mut self.raw, deadline).await?;
-        decoder
-            .decode(&self.raw, buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        Ok(n)
-    }
-
-    /// From now on input is compressed, starting with what `buf` holds after `start`.
-    fn start_codec(
-        &mut self,
-        codec: crate::broker::client::Codec,
-        buf: &mut Vec<u8>,
-        start: usize,
-    ) -> std::io::Result<()> {
-        let mut decoder = Decoder::new(codec);
-        let compressed = buf.split_off(start);
-        buf.clear();
-        decoder
-            .decode(&compressed, buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        self.decoder = Some(decoder);
-        Ok(())
-    }
+/// When the next command must be complete: twice the heartbeat interval from now, or never.
+fn command_deadline(session: &exec::Session) -> Option<Instant> {
+    session
+        .client
+        .settings
+        .borrow()
+        .heartbeat_interval
+        .map(|h| Instant::now() + h * 2)
 }
 
 async fn read_loop(
-    stream: &TcpStream,
+    input: &mut Input,
     buf: &mut Vec<u8>,
     session: &mut exec::Session,
+    tls: &TlsSlot,
 ) -> std::io::Result<()> {
     let limits = session.limits();
-    let mut input = Input {
-        decoder: None,
-        raw: Vec::new(),
-    };
     let mut start = 0;
+    let mut deadline = command_deadline(session);
+    let mut turn = 0;
+    let client = Rc::clone(&session.client);
+    let wake_writer = move || client.wake.notify_one();
     loop {
         loop {
-            let cx = DecodeContext::new(
-                session.protocol_state(),
-                session.heartbeats_enabled(),
-                &limits,
-            );
+            let cx = session.decode_context(&limits);
+            if !session.check_mpub_ahead(&buf[start..], &cx).await {
+                return Ok(());
+            }
             match protocol::decode(&buf[start..], &cx) {
                 Decoded::Incomplete => break,
                 Decoded::Command { cmd, consumed } => {
@@ -192,9 +175,12 @@ async fn read_loop(
                     if !session.exec(cmd).await {
                         return Ok(());
                     }
-                    if let Some(codec) = session.new_codec.take() {
-                        input.start_codec(codec, buf, start)?;
-                        start = 0;
+                    upgrade(input, session, tls, buf, &mut start)?;
+                    deadline = command_deadline(session);
+                    turn += 1;
+                    if turn >= COMMANDS_PER_TURN {
+                        turn = 0;
+                        yield_to_ring().await;
                     }
                 }
                 Decoded::LineTooLong => {
@@ -222,24 +208,55 @@ async fn read_loop(
         if session.client.closed.get() {
             return Ok(());
         }
-        let deadline = session
-            .client
-            .settings
-            .borrow()
-            .heartbeat_interval
-            .map(|h| h * 2);
-        if input.fill(stream, buf, deadline).await? == 0 {
-            // The stream ended inside a command: nsqd answers the read that failed.
-            let cx = DecodeContext::new(
-                session.protocol_state(),
-                session.heartbeats_enabled(),
-                &limits,
-            );
-            if let Some(err) = protocol::decode_at_eof(buf, &cx) {
-                session.client.respond_error(&err);
+        match input.fill(buf, deadline, &wake_writer).await? {
+            Filled::Data => session.note_tls(input),
+            Filled::Eof => {
+                // The stream ended inside a command: nsqd answers the read that failed.
+                answer_partial(session, buf, &limits);
+                return Ok(());
             }
-            return Ok(());
+            Filled::TimedOut => {
+                tracing::info!(client = %session.client.remote, "failed to read command - i/o timeout");
+                answer_partial(session, buf, &limits);
+                return Ok(());
+            }
         }
+    }
+}
+
+/// Starts the layers the command just run (IDENTIFY) negotiated, in nsqd's order: TLS, then
+/// compression; what was read past the command goes to the first new layer.
+fn upgrade(
+    input: &mut Input,
+    session: &mut exec::Session,
+    tls: &TlsSlot,
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+) -> std::io::Result<()> {
+    if let Some(config) = session.new_tls.take() {
+        let layer = Rc::new(TlsLayer::new(config).map_err(std::io::Error::other)?);
+        *tls.borrow_mut() = Some(Rc::clone(&layer));
+        input.start_tls(
+            layer,
+            buf.split_off(*start),
+            Instant::now() + TLS_HANDSHAKE_MAX,
+        );
+        buf.clear();
+        *start = 0;
+    }
+    if let Some(codec) = session.new_codec.take() {
+        input.start_codec(codec, buf.split_off(*start));
+        buf.clear();
+        *start = 0;
+    }
+    Ok(())
+}
+
+/// The error nsqd sends when the stream ends or times out inside a command, if any.
+fn answer_partial(session: &exec::Session, buf: &[u8], limits: &protocol::Limits) {
+    let cx = session.decode_context(limits);
+    if let Some(err) = protocol::decode_at_eof(buf, &cx) {
+        session.client.respond_error(&err);
     }
 }
 
@@ -250,9 +267,9 @@ enum Flush {
     Wait(Option<Instant>),
 }
 
-async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
+async fn write_loop(socket: Rc<Socket>, client: Rc<Client>, reading: Rc<Cell<bool>>, tls: TlsSlot) {
     let mut spare: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
-    let mut encoder: Option<Encoder> = None;
+    let mut output = Output::default();
     let heartbeat = client.settings.borrow().heartbeat_interval;
     let mut next_heartbeat = heartbeat.map(|h| Instant::now() + h);
     loop {
@@ -267,31 +284,14 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
                 .map(|h| at.max(now) + h);
             continue;
         }
-        match flush_decision(&client, now) {
+        let decision = if output.wants_write() {
+            Flush::Now
+        } else {
+            flush_decision(&client, now)
+        };
+        match decision {
             Flush::Now => {
-                let (close, codec_at) = {
-                    let mut out = client.outbox.borrow_mut();
-                    std::mem::swap(&mut out.buf, &mut spare);
-                    out.urgent = false;
-                    out.first_message_at = None;
-                    (
-                        out.close_after_flush && out.buf.is_empty(),
-                        out.codec_at.take(),
-                    )
-                };
-                let bytes = match encode(&mut encoder, codec_at, &mut spare) {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        tracing::error!(client = %client.remote, "compressing output: {e}");
-                        client.closed.set(true);
-                        break;
-                    }
-                };
-                let (res, written) = stream.write_all(bytes).await;
-                spare = written;
-                spare.clear();
-                client.drained.notify_waiters();
-                if res.is_err() || close {
+                if !flush(&socket, &client, &tls, &mut output, &mut spare).await {
                     client.closed.set(true);
                     break;
                 }
@@ -305,31 +305,65 @@ async fn write_loop(stream: Rc<TcpStream>, client: Rc<Client>) {
             }
         }
     }
-    if let Err(e) = stream.shutdown(std::net::Shutdown::Write) {
-        tracing::debug!("shutdown: {e}");
-    }
+    // A reader still waiting on the socket (the broker is stopping, or a write failed) is
+    // woken by shutting the read side too.
+    socket.shutdown(if reading.get() {
+        Shutdown::Both
+    } else {
+        Shutdown::Write
+    });
 }
 
-/// The bytes to write for `plain` (left empty): as they are, or through the codec, which
-/// starts at `codec_at` when IDENTIFY has just negotiated one.
-fn encode(
-    encoder: &mut Option<Encoder>,
-    codec_at: Option<(usize, crate::broker::client::Codec)>,
-    plain: &mut Vec<u8>,
-) -> Result<Vec<u8>, super::compress::CompressError> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    if let Some((at, codec)) = codec_at {
-        from = at.min(plain.len());
-        out.extend_from_slice(&plain[..from]);
-        *encoder = Some(Encoder::new(codec));
+/// Writes the outbox (through the codec, within the write deadline); false when the
+/// connection is done (write failed, or a fatal error was flushed).
+async fn flush(
+    socket: &Socket,
+    client: &Client,
+    tls: &TlsSlot,
+    output: &mut Output,
+    spare: &mut Vec<u8>,
+) -> bool {
+    let (close, upgrades) = {
+        let mut out = client.outbox.borrow_mut();
+        std::mem::swap(&mut out.buf, spare);
+        out.urgent = false;
+        out.first_message_at = None;
+        let tls_at = out
+            .tls_at
+            .take()
+            .and_then(|at| tls.borrow().clone().map(|layer| (at, layer)));
+        (
+            out.close_after_flush && out.buf.is_empty(),
+            Upgrades {
+                tls_at,
+                codec_at: out.codec_at.take(),
+            },
+        )
+    };
+    let bytes = match output.encode(&upgrades, spare) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(client = %client.remote, "output: {e}");
+            return false;
+        }
+    };
+    if bytes.is_empty() {
+        return !close;
     }
-    match encoder {
-        Some(enc) => enc.encode(&plain[from..], &mut out)?,
-        None => return Ok(std::mem::take(plain)),
+    // nsqd's write deadline: one heartbeat interval per write.
+    let deadline = client
+        .settings
+        .borrow()
+        .heartbeat_interval
+        .map(|h| Instant::now() + h);
+    let (res, written) = socket.write_before(bytes, deadline).await;
+    *spare = written;
+    spare.clear();
+    client.drained.notify_waiters();
+    if let Err(e) = &res {
+        tracing::info!(client = %client.remote, "failed to write - {e}");
     }
-    plain.clear();
-    Ok(out)
+    res.is_ok() && !close
 }
 
 /// Sleeps until woken, until `until`, or until the oldest durable reply is done.
@@ -374,6 +408,11 @@ fn resolve_replies(client: &Client) {
             Reply::StartCodec(codec) => {
                 let codec = *codec;
                 out.codec_at = Some((out.buf.len(), codec));
+                out.replies.pop_front();
+                continue;
+            }
+            Reply::StartTls => {
+                out.tls_at = Some(out.buf.len());
                 out.replies.pop_front();
                 continue;
             }

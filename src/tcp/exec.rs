@@ -1,35 +1,60 @@
 //! Executes decoded commands for one connection: nsqd's `protocol_v2.go` semantics on top of the
 //! broker. The decoder has already checked state, parameters, names and sizes; what is left here
-//! needs the broker (topics, channels, in-flight messages) or the client's negotiated settings.
+//! needs the broker (topics, channels, in-flight messages), the client's negotiated settings,
+//! the TLS configuration (IDENTIFY `tls_v1`) or the auth servers (AUTH, and nsqd's `CheckAuth`
+//! before SUB, PUB, MPUB and DPUB: `E_AUTH_FIRST`, `E_AUTH_FAILED`, `E_UNAUTHORIZED`).
 
 use super::conn::protocol_state;
+use super::transport::Input;
+use super::Frontend;
+use crate::auth::{AuthState, Query};
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState, Codec, Reply};
 use crate::broker::topic::{Ack, Topic};
 use crate::broker::Broker;
-use crate::protocol::{self, Command, Limits, MessageId, ProtocolError};
+use crate::protocol::{self, Command, DecodeContext, Limits, MessageId, ProtocolError};
 use bytes::Bytes;
+use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Session {
     pub broker: Rc<Broker>,
     pub client: Rc<Client>,
+    frontend: Rc<Frontend>,
+    peer: Option<SocketAddr>,
     channel: Option<Rc<Channel>>,
     topic: Option<Rc<Topic>>,
+    /// Set by an IDENTIFY that negotiated TLS: the reader starts TLS on every byte after it.
+    pub new_tls: Option<Arc<rustls::ServerConfig>>,
     /// Set by an IDENTIFY that negotiated compression: the reader decodes every byte after it.
     pub new_codec: Option<Codec>,
+    /// IDENTIFY upgraded the connection to TLS.
+    tls_on: bool,
+    /// What AUTH established (re-asked when its TTL runs out), and the secret it used.
+    auth: Option<AuthState>,
+    auth_secret: String,
+    /// The MPUB at the front of the input already passed its AUTH check (done at its line).
+    mpub_checked: bool,
 }
 
 impl Session {
-    pub fn new(broker: Rc<Broker>, client: Rc<Client>) -> Self {
+    pub fn new(frontend: Rc<Frontend>, client: Rc<Client>, peer: Option<SocketAddr>) -> Self {
         Self {
-            broker,
+            broker: Rc::clone(&frontend.broker),
             client,
+            frontend,
+            peer,
             channel: None,
             topic: None,
+            new_tls: None,
             new_codec: None,
+            tls_on: false,
+            auth: None,
+            auth_secret: String::new(),
+            mpub_checked: false,
         }
     }
 
@@ -45,14 +70,50 @@ impl Session {
         self.client.settings.borrow().heartbeat_interval.is_some()
     }
 
+    /// What the decoder needs to know of this connection now.
+    pub fn decode_context<'a>(&self, limits: &'a Limits) -> DecodeContext<'a> {
+        let mut cx = DecodeContext::new(self.protocol_state(), self.heartbeats_enabled(), limits);
+        cx.tls_required = self.frontend.tls_required && !self.tls_on;
+        cx
+    }
+
+    /// Records the TLS connection's facts once its handshake is done (for `/stats` and AUTH).
+    pub fn note_tls(&self, input: &Input) {
+        if self.tls_on && self.client.tls.borrow().is_none() {
+            if let Some(info) = input.tls_info() {
+                *self.client.tls.borrow_mut() = Some(info);
+            }
+        }
+    }
+
+    /// nsqd checks AUTH for an MPUB as soon as its line is read, before its body: when `buf`
+    /// starts with such a line, that check now (once per command). False: the connection must
+    /// close (the error is queued).
+    pub async fn check_mpub_ahead(&mut self, buf: &[u8], cx: &DecodeContext<'_>) -> bool {
+        if self.mpub_checked || self.frontend.auth.is_none() {
+            return true;
+        }
+        let Some(topic) = protocol::mpub_topic_ahead(buf, cx) else {
+            return true;
+        };
+        let topic = topic.to_owned();
+        self.mpub_checked = true;
+        match self.check_auth("MPUB", &topic, "").await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::info!(client = %self.client.remote, "{err}");
+                self.client.respond_error(&err);
+                false
+            }
+        }
+    }
+
     /// Runs one command; false when the connection must close (after a fatal error).
     pub async fn exec(&mut self, cmd: Command) -> bool {
+        let mpub_checked = std::mem::take(&mut self.mpub_checked);
         let result = match cmd {
             Command::Identify(body) => self.identify(&body),
-            Command::Auth(_) => Err(ProtocolError::fatal(
-                "E_AUTH_DISABLED",
-                "AUTH disabled".to_owned(),
-            )),
+            Command::Auth(secret) => self.auth(&secret).await,
             Command::Sub { topic, channel } => self.sub(&topic, &channel).await,
             Command::Rdy(count) => {
                 self.rdy(count);
@@ -71,8 +132,13 @@ impl Session {
                     .await
             }
             Command::Mpub { topic, bodies } => {
-                self.publish(&topic, bodies, None, "MPUB", "E_MPUB_FAILED")
-                    .await
+                if mpub_checked {
+                    self.publish_unchecked(&topic, bodies, None, "MPUB", "E_MPUB_FAILED")
+                        .await
+                } else {
+                    self.publish(&topic, bodies, None, "MPUB", "E_MPUB_FAILED")
+                        .await
+                }
             }
             Command::Dpub {
                 topic,
@@ -99,12 +165,13 @@ impl Session {
         let limits = self.limits();
         let current = self.client.settings.borrow().clone();
         let settings = protocol::resolve_identify(&req, &current, &limits)?;
-        // TLS is not built: a client that asks for it carries on in plain text.
         let o = &self.broker.options;
+        // A second IDENTIFY does not stack a second TLS or codec on the first.
+        let compressed = self.client.codec.get().is_some();
         let enabled = protocol::ServerFeatures {
-            tls: false,
-            snappy: o.snappy,
-            deflate: o.deflate,
+            tls: self.frontend.tls.is_some() && !self.tls_on,
+            snappy: o.snappy && !compressed,
+            deflate: o.deflate && !compressed,
         };
         let negotiated = if req.feature_negotiation {
             Some(protocol::negotiate(&req, enabled, &limits)?)
@@ -118,10 +185,20 @@ impl Session {
             return Ok(());
         };
         self.client.respond(&protocol::identify_response_json(
-            &settings, &n, &limits, false,
+            &settings,
+            &n,
+            &limits,
+            self.frontend.auth.is_some(),
         ));
-        // nsqd upgrades after the JSON frame and confirms with an `OK` through the new codec
-        // (at most one of the two: both together was refused above).
+        // nsqd upgrades after the JSON frame: TLS (the handshake, then `OK` over TLS), then
+        // compression (`OK` through the codec; at most one of the two, both was refused above).
+        if let (true, Some(config)) = (n.tls_v1, &self.frontend.tls) {
+            tracing::info!(client = %self.client.remote, "upgrading connection to TLS");
+            self.client.push_reply(Reply::StartTls);
+            self.client.respond(b"OK");
+            self.new_tls = Some(Arc::clone(config));
+            self.tls_on = true;
+        }
         let codec = if n.snappy {
             Some(Codec::Snappy)
         } else if n.deflate {
@@ -141,6 +218,7 @@ impl Session {
     }
 
     async fn sub(&mut self, topic_name: &str, channel_name: &str) -> Result<(), ProtocolError> {
+        self.check_auth("SUB", topic_name, channel_name).await?;
         let sub_failed = |e: &dyn std::fmt::Display| {
             ProtocolError::fatal("E_SUB_FAILED", format!("SUB failed {e}"))
         };
@@ -221,6 +299,19 @@ impl Session {
         command: &'static str,
         failed_code: &'static str,
     ) -> Result<(), ProtocolError> {
+        self.check_auth(command, topic_name, "").await?;
+        self.publish_unchecked(topic_name, bodies, defer, command, failed_code)
+            .await
+    }
+
+    async fn publish_unchecked(
+        &mut self,
+        topic_name: &str,
+        bodies: Vec<Bytes>,
+        defer: Option<Duration>,
+        command: &'static str,
+        failed_code: &'static str,
+    ) -> Result<(), ProtocolError> {
         let failed = |e: &dyn std::fmt::Display| {
             ProtocolError::fatal(failed_code, format!("{command} failed {e}"))
         };
@@ -246,6 +337,115 @@ impl Session {
             }),
         }
         Ok(())
+    }
+
+    /// nsqd's `AUTH` after the decoder's checks: already set, disabled, the auth server, no
+    /// authorisations, then the JSON answer.
+    async fn auth(&mut self, secret: &[u8]) -> Result<(), ProtocolError> {
+        if self
+            .auth
+            .as_ref()
+            .is_some_and(AuthState::has_authorizations)
+        {
+            return Err(ProtocolError::fatal(
+                "E_INVALID",
+                "AUTH already set".to_owned(),
+            ));
+        }
+        if self.frontend.auth.is_none() {
+            return Err(ProtocolError::fatal(
+                "E_AUTH_DISABLED",
+                "AUTH disabled".to_owned(),
+            ));
+        }
+        self.auth_secret = String::from_utf8_lossy(secret).into_owned();
+        self.query_auth().await?;
+        let Some(state) = self.auth.as_ref().filter(|s| s.has_authorizations()) else {
+            return Err(ProtocolError::fatal(
+                "E_UNAUTHORIZED",
+                "AUTH no authorizations found".to_owned(),
+            ));
+        };
+        let answer = serde_json::json!({
+            "identity": state.identity,
+            "identity_url": state.identity_url,
+            "permission_count": state.permission_count(),
+        });
+        self.client.respond(answer.to_string().as_bytes());
+        Ok(())
+    }
+
+    /// Asks the auth servers about this connection's secret; keeps the answer. An error is
+    /// logged (never shown to the client) and becomes `E_AUTH_FAILED AUTH failed`.
+    async fn query_auth(&mut self) -> Result<(), ProtocolError> {
+        let Some(servers) = self.frontend.auth.clone() else {
+            return Ok(());
+        };
+        let remote_ip = self.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let common_name = self
+            .client
+            .tls
+            .borrow()
+            .as_ref()
+            .map(|t| t.common_name.clone())
+            .unwrap_or_default();
+        let query = Query {
+            remote_ip: &remote_ip,
+            tls: self.tls_on,
+            common_name: &common_name,
+            secret: &self.auth_secret,
+        };
+        match servers.query_any(&query).await {
+            Ok(state) => {
+                *self.client.auth.borrow_mut() =
+                    state.has_authorizations().then(|| state.identity());
+                self.auth = Some(state);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(client = %self.client.remote, "AUTH failed {e}");
+                Err(ProtocolError::fatal(
+                    "E_AUTH_FAILED",
+                    "AUTH failed".to_owned(),
+                ))
+            }
+        }
+    }
+
+    /// nsqd's `CheckAuth` for `cmd` on `topic` (and `channel`, `""` for a publish).
+    async fn check_auth(
+        &mut self,
+        cmd: &str,
+        topic: &str,
+        channel: &str,
+    ) -> Result<(), ProtocolError> {
+        if self.frontend.auth.is_none() {
+            return Ok(());
+        }
+        let Some(state) = self.auth.as_ref().filter(|s| s.has_authorizations()) else {
+            return Err(ProtocolError::fatal(
+                "E_AUTH_FIRST",
+                format!("AUTH required before {cmd}"),
+            ));
+        };
+        if state.is_expired() {
+            self.query_auth().await?;
+        }
+        let allowed = self
+            .auth
+            .as_ref()
+            .is_some_and(|s| s.is_allowed(topic, channel));
+        if allowed {
+            return Ok(());
+        }
+        Err(ProtocolError::fatal(
+            "E_UNAUTHORIZED",
+            format!(
+                "AUTH failed for {cmd} on {} {}",
+                protocol::go_fmt::go_quote(topic.as_bytes()),
+                protocol::go_fmt::go_quote(channel.as_bytes())
+            ),
+        ))
     }
 
     /// The connection is gone: leave the channel (requeueing what we had in flight); an

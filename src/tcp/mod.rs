@@ -1,34 +1,156 @@
-//! The TCP front end (`--tcp-address`): accept loop on tokio-uring, one connection task each.
-//! `tokio_uring` is imported here and in the storage IO layer only.
+//! The protocol front end (`--tcp-address`, a TCP address or a unix socket path): accept loop
+//! on tokio-uring, one connection task each. `tokio_uring` is imported here, in [`transport`]
+//! and in the storage IO layer only.
+//!
+//! - [`conn`]: the connection loop (deadlines, bounded work per turn, the writer task).
+//! - [`transport`]: bytes in and out through the socket, TLS ([`tls`]) and compression
+//!   ([`compress`]).
+//! - `exec`: the commands (IDENTIFY's upgrades, AUTH, publish, subscribe, ...).
+//!
+//! Connections are admitted against the descriptor budget ([`crate::fds::Admission`]).
 
 pub mod compress;
 pub mod conn;
 mod exec;
+pub mod tls;
+pub mod transport;
 
+use crate::auth::AuthServers;
 use crate::broker::Broker;
+use crate::fds::Admission;
+use crate::options::TlsRequired;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use tokio_uring::net::TcpListener;
+use std::sync::Arc;
+use tokio_uring::net::{TcpListener, UnixStream};
+use transport::Socket;
+
+/// What every protocol connection shares.
+#[derive(Debug)]
+pub struct Frontend {
+    pub broker: Rc<Broker>,
+    /// The TLS configuration IDENTIFY `tls_v1` upgrades with (none without a certificate).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `--tls-required` is `true` or `tcp-https`: nothing but IDENTIFY before the upgrade.
+    pub tls_required: bool,
+    /// The `--auth-http-address` servers (none: AUTH is disabled).
+    pub auth: Option<Rc<AuthServers>>,
+}
+
+impl Frontend {
+    pub fn new(
+        broker: Rc<Broker>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        auth: Option<Rc<AuthServers>>,
+    ) -> Self {
+        let tls_required = broker.options.tls_required != TlsRequired::NotRequired;
+        Self {
+            broker,
+            tls,
+            tls_required,
+            auth,
+        }
+    }
+}
+
+/// A bound protocol listener.
+pub enum Listener {
+    Tcp(TcpListener),
+    /// A unix socket, and its path (removed when the listener is closed). Accepted on tokio
+    /// (tokio-uring's own unix listener sets `SO_REUSEPORT`, which unix sockets refuse); each
+    /// connection is then served on tokio-uring like a TCP one.
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(_) => f.write_str("Listener::Tcp"),
+            Self::Unix(_, path) => write!(f, "Listener::Unix({})", path.display()),
+        }
+    }
+}
+
+impl Listener {
+    pub fn bind_tcp(addr: SocketAddr) -> std::io::Result<Self> {
+        TcpListener::bind(addr).map(Self::Tcp)
+    }
+
+    pub fn bind_unix(path: &Path) -> std::io::Result<Self> {
+        tokio::net::UnixListener::bind(path).map(|l| Self::Unix(l, path.to_owned()))
+    }
+
+    /// The TCP address bound (`None` for a unix socket).
+    pub fn local_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        match self {
+            Self::Tcp(l) => l.local_addr().map(Some),
+            Self::Unix(..) => Ok(None),
+        }
+    }
+
+    /// The next connection and its peer address (`None` on a unix socket).
+    async fn accept(&self) -> std::io::Result<(Socket, Option<SocketAddr>)> {
+        match self {
+            Self::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Socket::Tcp(s), Some(peer)))
+            }
+            Self::Unix(l, _) => {
+                let std = l.accept().await?.0.into_std()?;
+                // io_uring honours O_NONBLOCK (EAGAIN instead of waiting): clear it.
+                std.set_nonblocking(false)?;
+                Ok((Socket::Unix(UnixStream::from_std(std)), None))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix(_, path) = self {
+            // As Go's UnixListener.Close: the socket file goes with the listener.
+            if let Err(e) = std::fs::remove_file(&*path) {
+                tracing::debug!("removing {}: {e}", path.display());
+            }
+        }
+    }
+}
 
 /// Accepts connections until `shutdown` resolves; each connection runs on its own task.
 pub async fn serve(
-    listener: TcpListener,
-    broker: Rc<Broker>,
+    listener: Listener,
+    frontend: Rc<Frontend>,
+    admission: Rc<Admission>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => {
-                    tokio::task::spawn_local(conn::handle(stream, remote, Rc::clone(&broker)));
-                }
-                Err(e) => {
-                    // EMFILE and friends: say so and keep serving the clients we have.
-                    tracing::error!("TCP: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let Some(admitted) = admission.admit() else {
+                    socket.shutdown(std::net::Shutdown::Both);
+                    continue;
+                };
+                let frontend = Rc::clone(&frontend);
+                tokio::task::spawn_local(async move {
+                    conn::handle(socket, peer, frontend).await;
+                    drop(admitted);
+                });
+            }
+            Err(e) => {
+                admission
+                    .refuse_one(&e, || async {
+                        let (socket, _) = listener.accept().await?;
+                        socket.shutdown(std::net::Shutdown::Both);
+                        Ok(())
+                    })
+                    .await;
+            }
         }
     }
 }

@@ -5,10 +5,15 @@
 // (batches of 50); an nsqjs Reader on one channel consumes them. Exits 0 only if every publish
 // was acknowledged and every distinct body was received; prints what went wrong otherwise.
 //
+// With --tls-ca PATH both connect with TLS (nsqjs `tls: true`, verifying the broker against that
+// CA); with --auth-secret S both send AUTH (`authSecret`).
+//
 // Usage: node nsqjs_roundtrip.js --tcp HOST:PORT --count N --topic T [--timeout SECONDS]
+//        [--tls-ca PATH] [--auth-secret S]
 // Run by tests/clients.rs; deps in tests/clients/package.json (.ci/install-clients.sh).
 'use strict'
 
+const fs = require('fs')
 const nsq = require('nsqjs')
 
 const MPUB_BATCH = 50
@@ -48,11 +53,18 @@ function main () {
   const errors = []
   let done = false
 
-  const reader = new nsq.Reader(args.topic, args.channel, {
+  const connOpts = {}
+  if (args['tls-ca']) {
+    connOpts.tls = true
+    connOpts.tlsVerification = true
+    connOpts.ca = fs.readFileSync(args['tls-ca'])
+  }
+  if (args['auth-secret']) connOpts.authSecret = args['auth-secret']
+  const reader = new nsq.Reader(args.topic, args.channel, Object.assign({
     nsqdTCPAddresses: [args.tcp],
     maxInFlight: 100
-  })
-  const writer = new nsq.Writer(host, parseInt(port, 10))
+  }, connOpts))
+  const writer = new nsq.Writer(host, parseInt(port, 10), connOpts)
 
   function finish (ok, why) {
     if (done) return

@@ -6,15 +6,19 @@ A pynsq Writer publishes --count messages to --topic, half with PUB and half wit
 acknowledged and every distinct body was received; prints what went wrong otherwise.
 
 With --deflate, both ask IDENTIFY for deflate compression, and the run fails unless every
-connection was really switched to it.
+connection was really switched to it. With --tls-ca PATH, both ask for TLS (tls_v1=True,
+verifying the broker's certificate against that CA), and the run fails unless every connection
+is a TLS socket. With --auth-secret S, both send AUTH with that secret.
 
 Usage: pynsq_roundtrip.py --tcp HOST:PORT --count N --topic T [--timeout SECONDS] [--deflate]
+       [--tls-ca PATH] [--auth-secret S]
 Run by tests/clients.rs; deps in tests/clients/requirements.txt (.ci/install-clients.sh).
 """
 
 import argparse
 import functools
 import logging
+import ssl
 import sys
 
 import nsq
@@ -31,6 +35,8 @@ def main():
     ap.add_argument("--channel", default="pynsq")
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--deflate", action="store_true", help="negotiate deflate compression")
+    ap.add_argument("--tls-ca", help="negotiate TLS, trusting this CA certificate")
+    ap.add_argument("--auth-secret", help="AUTH with this secret")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="pynsq %(levelname)s %(message)s")
 
@@ -71,6 +77,10 @@ def main():
     n_commands = len(singles) + len(batches)
 
     conn_opts = {"deflate": True, "deflate_level": 6} if args.deflate else {}
+    if args.tls_ca:
+        conn_opts.update(tls_v1=True, tls_options={"ca_certs": args.tls_ca})
+    if args.auth_secret:
+        conn_opts["auth_secret"] = args.auth_secret
     writer = nsq.Writer([args.tcp], **conn_opts)
 
     def publish_when_connected():
@@ -107,6 +117,11 @@ def main():
         plain = [c for c in conns if not isinstance(c.socket, DeflateSocket)]
         if not conns or plain:
             state["result"] = (False, "%d of %d connections not deflated" % (len(plain), len(conns)))
+    if args.tls_ca and state["result"] and state["result"][0]:
+        conns = list(writer.conns.values()) + list(reader.conns.values())
+        plain = [c for c in conns if not isinstance(c.socket, ssl.SSLSocket)]
+        if not conns or plain:
+            state["result"] = (False, "%d of %d connections not TLS" % (len(plain), len(conns)))
     reader.close()
 
     ok, why = state["result"] or (False, "loop stopped without a result")

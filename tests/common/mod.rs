@@ -59,6 +59,7 @@ pub struct Broker {
     wrapper: Vec<String>,
     tcp: SocketAddr,
     http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -88,6 +89,24 @@ impl Broker {
         Broker::spawn_wrapped(wrapper, data_dir, args)
     }
 
+    /// Start a broker on a fresh temporary data directory with its file descriptor limit
+    /// (soft and hard) set to `nofile` (through `sh -c 'ulimit -n'`); restarts keep it.
+    pub fn start_with_nofile(nofile: u64, args: &[&str]) -> Broker {
+        let tmp = tempfile::Builder::new()
+            .prefix("ringsq-test-")
+            .tempdir()
+            .expect("create temp data dir");
+        let wrapper = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            format!("ulimit -n {nofile} && exec \"$0\" \"$@\""),
+        ];
+        let args = args.iter().map(|s| (*s).to_owned()).collect();
+        let mut broker = Broker::spawn_wrapped(wrapper, tmp.path(), args);
+        broker.tmp = Some(tmp);
+        broker
+    }
+
     fn spawn(data_dir: &Path, args: Vec<String>) -> Broker {
         Broker::spawn_wrapped(Vec::new(), data_dir, args)
     }
@@ -105,6 +124,10 @@ impl Broker {
         }
         if !has("http-address") {
             full.extend(["--http-address".into(), "127.0.0.1:0".into()]);
+        }
+        if !has("https-address") {
+            // Only used with a certificate; never the shared default port 4152.
+            full.extend(["--https-address".into(), "127.0.0.1:0".into()]);
         }
         if !has("data-path") {
             full.extend(["--data-path".into(), data_dir.display().to_string()]);
@@ -143,6 +166,7 @@ impl Broker {
             wrapper,
             tcp: SocketAddr::from(([0, 0, 0, 0], 0)),
             http: None,
+            https: None,
             log,
         };
         let (tcp, http) = broker.wait_for_addresses(&rx, &full);
@@ -178,9 +202,16 @@ impl Broker {
             }
             match rx.recv_timeout(wait_until.saturating_duration_since(now)) {
                 Ok(line) => {
-                    if let Some(a) = parse_listen(&line, "TCP: listening on ") {
-                        tcp = Some(a);
+                    if line.contains("TCP: listening on ") {
+                        // A unix socket path (`--tcp-address=/path`) has no address to keep.
+                        tcp = Some(
+                            parse_listen(&line, "TCP: listening on ")
+                                .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
+                        );
                         http_grace = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                    if let Some(a) = parse_listen(&line, "HTTPS: listening on ") {
+                        self.https = Some(a);
                     }
                     if let Some(a) = parse_listen(&line, "HTTP: listening on ") {
                         http = Some(a);
@@ -227,6 +258,17 @@ impl Broker {
             Some(a) => a,
             None => panic!(
                 "ringsq did not log `HTTP: listening on <addr>`\n--- ringsq output ---\n{}",
+                self.logs()
+            ),
+        }
+    }
+
+    /// The broker's HTTPS address; fails the test if the broker never logged one.
+    pub fn https_addr(&self) -> SocketAddr {
+        match self.https {
+            Some(a) => a,
+            None => panic!(
+                "ringsq did not log `HTTPS: listening on <addr>`\n--- ringsq output ---\n{}",
                 self.logs()
             ),
         }

@@ -88,6 +88,12 @@ pub struct TopicStats {
     pub message_bytes: u64,
     pub paused: bool,
     pub e2e_processing_latency: LatencyStats,
+    /// ringsq: bytes of the topic's log on disk (segment files).
+    pub disk_bytes: u64,
+    /// ringsq: messages the log holds (what `--retention` keeps included).
+    pub retained_messages: u64,
+    /// ringsq: Unix seconds when the oldest message the log holds was published (0: none).
+    pub oldest_retained_ts: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -104,6 +110,11 @@ pub struct ChannelStats {
     pub clients: Option<Vec<ClientStats>>,
     pub paused: bool,
     pub e2e_processing_latency: LatencyStats,
+    /// ringsq: messages from the oldest one this channel has not finished to the topic's end.
+    pub lag_messages: u64,
+    /// ringsq: seconds since the oldest message this channel has not finished was published
+    /// (0 when it has finished everything; refreshed at each sync point).
+    pub lag_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,6 +215,7 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
                     .collect()
             });
             let depth = c.depth();
+            let (lag_messages, lag_seconds) = topic.channel_lag(c);
             ChannelStats {
                 channel_name: c.name.clone(),
                 depth,
@@ -221,6 +233,8 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
                 clients,
                 paused: c.paused.get(),
                 e2e_processing_latency: c.e2e.stats(),
+                lag_messages,
+                lag_seconds,
             }
         })
         .collect();
@@ -235,6 +249,9 @@ fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {
         paused: topic.paused.get(),
         // nsqd's AggregateChannelE2eProcessingLatency: over every channel, filtered or not.
         e2e_processing_latency: E2eLatency::aggregate(topic.channels().iter().map(|c| &c.e2e)),
+        disk_bytes: topic.log().map_or(0, |l| l.stats().bytes_on_disk),
+        retained_messages: topic.store().end().seq - topic.store().first().seq,
+        oldest_retained_ts: topic.oldest_retained_s(),
     })
 }
 

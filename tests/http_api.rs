@@ -373,6 +373,13 @@ fn topic_and_channel_admin() {
 }
 
 /// The JSON type name of a value, for the golden shape below.
+/// ringsq's own `/stats` topic keys, after nsqd's (nsqadmin ignores them).
+const RINGSQ_TOPIC_KEYS: [(&str, &str); 3] = [
+    ("disk_bytes", "int"),
+    ("retained_messages", "int"),
+    ("oldest_retained_ts", "int"),
+];
+
 fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -511,6 +518,9 @@ fn stats_json_has_nsqadmins_shape() {
             ("message_bytes", "int"),
             ("paused", "bool"),
             ("e2e_processing_latency", "object"),
+            RINGSQ_TOPIC_KEYS[0],
+            RINGSQ_TOPIC_KEYS[1],
+            RINGSQ_TOPIC_KEYS[2],
         ],
     );
     assert_shape(
@@ -533,6 +543,8 @@ fn stats_json_has_nsqadmins_shape() {
             ("clients", "array"),
             ("paused", "bool"),
             ("e2e_processing_latency", "object"),
+            ("lag_messages", "int"),
+            ("lag_seconds", "int"),
         ],
     );
     assert_eq!(

@@ -53,6 +53,10 @@ pub struct BrokerConfig {
     pub max_msg_timeout: Duration,
     pub max_channel_consumers: u64,
     pub sync_timeout: Duration,
+    /// ringsq's `--retention`: how long a topic keeps what every channel has finished.
+    pub retention: Duration,
+    /// ringsq's `--max-topic-bytes` (0: no bound).
+    pub max_topic_bytes: u64,
     /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops).
     pub events: Events,
     pub e2e: e2e::E2eConfig,
@@ -87,6 +91,8 @@ impl BrokerConfig {
             max_msg_timeout: o.max_msg_timeout,
             max_channel_consumers: o.max_channel_consumers,
             sync_timeout: o.sync_timeout,
+            retention: o.retention,
+            max_topic_bytes: o.max_topic_bytes,
             events: Events::default(),
             e2e: e2e::E2eConfig {
                 percentiles: o.e2e_processing_latency_percentiles.clone(),

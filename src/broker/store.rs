@@ -165,10 +165,11 @@ impl Store {
         }
     }
 
-    /// Everything below `seq` is no longer needed by any channel.
-    pub fn retain_from(&self, seq: u64) {
+    /// Everything below `seq` is no longer needed by any channel; a log keeps too what was
+    /// written at or after `written_before` (`--retention`).
+    pub fn retain_from(&self, seq: u64, written_before: Option<std::time::SystemTime>) {
         match self {
-            Store::Durable(log) => log.retain_from(seq),
+            Store::Durable(log) => log.retain(seq, written_before),
             Store::Memory(q) => {
                 let mut q = q.borrow_mut();
                 while q.first_seq < seq && q.records.pop_front().is_some() {

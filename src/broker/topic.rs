@@ -3,7 +3,7 @@
 
 use super::channel::{Channel, ChannelConfig, Saved, TopicLink};
 use super::guid::{now_ns, GuidFactory};
-use super::message::StoredMessage;
+use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
 use super::store::{Appended, Store, Visible};
 use super::BrokerConfig;
@@ -13,7 +13,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{0}")]
+    Storage(#[from] ringsq_storage::Error),
+    /// ringsq's `--max-topic-bytes`: the topic's channels still need that much of its log.
+    #[error("topic {topic} is full ({bytes} bytes)")]
+    Full { topic: String, bytes: u64 },
+}
 
 /// When a publisher may be told `OK`.
 #[derive(Debug)]
@@ -52,6 +62,10 @@ pub struct Topic {
     channel_cfg: Rc<ChannelConfig>,
     create_lock: tokio::sync::Mutex<()>,
     pub deleted: Cell<bool>,
+    /// Refusing publishes (`--max-topic-bytes`): logged once per episode.
+    full: Cell<bool>,
+    /// (seq, publish time in ns) of the oldest record the log held at the last sync point.
+    oldest: Cell<Option<(u64, i64)>>,
 }
 
 impl Topic {
@@ -89,6 +103,8 @@ impl Topic {
             cfg,
             create_lock: tokio::sync::Mutex::new(()),
             deleted: Cell::new(false),
+            full: Cell::new(false),
+            oldest: Cell::new(None),
         })
     }
 
@@ -103,11 +119,8 @@ impl Topic {
     // ----- publish ---------------------------------------------------------------------------
 
     /// Appends every body (already validated) in order and says when the publisher may be told `OK`.
-    pub fn publish(
-        &self,
-        bodies: &[Bytes],
-        defer: Option<Duration>,
-    ) -> Result<Ack, ringsq_storage::Error> {
+    pub fn publish(&self, bodies: &[Bytes], defer: Option<Duration>) -> Result<Ack, PublishError> {
+        self.check_room(bodies)?;
         let now = now_ns();
         let deliver_at_ns = defer.map_or(0, |d| {
             now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -163,6 +176,117 @@ impl Topic {
         };
         self.count_published(&ack, count, bytes);
         Ok(ack)
+    }
+
+    /// `--max-topic-bytes`: refuses a publish that would make the log hold more than the bound
+    /// of what channels still need (from the slowest channel's low-water mark to the end; with
+    /// no channel, the backlog). Consuming frees room at once; nothing stored is ever dropped.
+    fn check_room(&self, bodies: &[Bytes]) -> Result<(), PublishError> {
+        let max = self.cfg.max_topic_bytes;
+        if max == 0 || self.store.log().is_none() {
+            return Ok(());
+        }
+        let incoming: u64 = bodies
+            .iter()
+            .map(|b| {
+                let len = u32::try_from(MESSAGE_HEADER_BYTES + b.len()).unwrap_or(u32::MAX);
+                ringsq_storage::format::record_encoded_len(len)
+            })
+            .sum();
+        let end = self.store.end().offset;
+        // A cheap bound first; the exact low-water marks only when it says full.
+        let fits = |exact: bool| {
+            let floor = self.needed_from(exact).offset;
+            end.saturating_sub(floor).saturating_add(incoming) <= max
+        };
+        if fits(false) || fits(true) {
+            self.full.set(false);
+            return Ok(());
+        }
+        if !self.full.replace(true) {
+            tracing::warn!(topic = %self.name,
+                "TOPIC({}): full: its channels still need {max} bytes (--max-topic-bytes); refusing publishes until they catch up", self.name);
+        }
+        Err(PublishError::Full {
+            topic: self.name.clone(),
+            bytes: max,
+        })
+    }
+
+    /// The oldest record some channel still needs (the durable channels', if any), or the
+    /// backlog's start with no channel. `exact: false` takes each channel's cheap hint, which
+    /// is never above its low-water mark.
+    fn needed_from(&self, exact: bool) -> Position {
+        let channels = self.channels.borrow();
+        let durable = channels.values().any(|c| !c.ephemeral);
+        channels
+            .values()
+            .filter(|c| !durable || !c.ephemeral)
+            .map(|c| {
+                if exact {
+                    c.low_water_mark()
+                } else {
+                    c.low_water_mark_hint()
+                }
+            })
+            .min()
+            .unwrap_or_else(|| self.backlog_start.get())
+    }
+
+    /// Where a reader must start to get every retained message published at or after `since`
+    /// (the oldest retained one if `since` is older, the end if none is that recent). Segments
+    /// last written before `since` hold no such message; the first later one is scanned.
+    pub async fn position_at(&self, since: SystemTime) -> Result<Position, ringsq_storage::Error> {
+        let since_ns = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let first = self.store.first();
+        let mut pos = match self.store.log() {
+            Some(log) => match log
+                .segments()
+                .iter()
+                .find(|s| s.modified >= since && s.end.seq > s.base.seq)
+            {
+                Some(s) => s.base.max(first),
+                None => return Ok(self.store.end()),
+            },
+            None => first,
+        };
+        loop {
+            let records = match self.store.read(pos, 1024, 256 * 1024).await {
+                Ok(records) => records,
+                Err(ringsq_storage::Error::Corrupt { .. }) => {
+                    pos = self.store.skip_damaged(pos).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(last) = records.last() else {
+                return Ok(pos);
+            };
+            let found = records.iter().find(|r| {
+                MessageView::parse(&r.data)
+                    .is_ok_and(|m| u64::try_from(m.timestamp_ns).unwrap_or(0) >= since_ns)
+            });
+            if let Some(r) = found {
+                return Ok(r.pos);
+            }
+            pos = last.next_pos();
+        }
+    }
+
+    /// Rewinds a channel to what was published at or after `since`; the new position is on
+    /// disk when this returns.
+    pub async fn rewind_channel(
+        &self,
+        channel: &Channel,
+        since: SystemTime,
+    ) -> Result<(), ringsq_storage::Error> {
+        let to = self.position_at(since).await?;
+        channel.rewind(to);
+        tracing::info!(topic = %self.name, channel = %channel.name,
+            "CHANNEL({}): rewound to seq {} (messages published since {since:?})", channel.name, to.seq);
+        self.save_channel(channel).await
     }
 
     /// Counts published messages as the publisher's `OK` does: at once when it is sent at once,
@@ -253,12 +377,20 @@ impl Topic {
     /// Gets or creates a channel. A new durable channel's state file is written before this
     /// returns, so a crash right after `SUB` cannot lose its place.
     pub async fn channel(&self, name: &str) -> Result<Rc<Channel>, ringsq_storage::Error> {
+        self.channel_created(name).await.map(|(c, _)| c)
+    }
+
+    /// As [`Topic::channel`], also saying whether this call created it.
+    pub async fn channel_created(
+        &self,
+        name: &str,
+    ) -> Result<(Rc<Channel>, bool), ringsq_storage::Error> {
         if let Some(c) = self.get_channel(name) {
-            return Ok(c);
+            return Ok((c, false));
         }
         let _guard = self.create_lock.lock().await;
         if let Some(c) = self.get_channel(name) {
-            return Ok(c);
+            return Ok((c, false));
         }
         let start = if self.channels.borrow().is_empty() {
             self.backlog_start.get()
@@ -278,7 +410,7 @@ impl Topic {
                 topic: self.name.clone(),
                 channel: name.to_owned(),
             });
-        Ok(channel)
+        Ok((channel, true))
     }
 
     fn new_channel(&self, name: &str, start: Position) -> Rc<Channel> {
@@ -419,6 +551,58 @@ impl Topic {
             }
         }
         self.retain();
+        self.refresh_ages().await;
+    }
+
+    /// The publish times `/stats` shows (the topic's oldest record, each channel's oldest
+    /// unfinished one), read again only when those records changed.
+    async fn refresh_ages(&self) {
+        let first = self.store.first();
+        if first.seq < self.store.end().seq && self.oldest.get().map(|o| o.0) != Some(first.seq) {
+            self.oldest
+                .set(self.timestamp_at(first).await.map(|ts| (first.seq, ts)));
+        }
+        for c in self.channels() {
+            let lwm = c.low_water_mark();
+            if lwm.seq < self.store.end().seq && c.lag_since.get().map(|o| o.0) != Some(lwm.seq) {
+                c.lag_since
+                    .set(self.timestamp_at(lwm).await.map(|ts| (lwm.seq, ts)));
+            }
+        }
+    }
+
+    /// The publish time of the message at `pos` (`None` if it cannot be read).
+    async fn timestamp_at(&self, pos: Position) -> Option<i64> {
+        let records = self.store.read(pos, 1, 1).await.ok()?;
+        let record = records.first().filter(|r| r.pos == pos)?;
+        MessageView::parse(&record.data)
+            .ok()
+            .map(|m| m.timestamp_ns)
+    }
+
+    /// Unix seconds when the oldest message the log holds was published (0: none).
+    pub fn oldest_retained_s(&self) -> i64 {
+        match self.oldest.get() {
+            Some((seq, ts)) if seq >= self.store.first().seq && seq < self.store.end().seq => {
+                ts / 1_000_000_000
+            }
+            _ => 0,
+        }
+    }
+
+    /// How far behind a channel is: messages from its oldest unfinished one to the end, and
+    /// seconds since that one was published (as of the last sync point).
+    pub fn channel_lag(&self, c: &Channel) -> (u64, u64) {
+        let end = self.store.end().seq;
+        let lwm = c.low_water_mark_hint().seq.max(self.store.first().seq);
+        if lwm >= end {
+            return (0, 0);
+        }
+        let now_ns = i64::try_from(now_ns()).unwrap_or(i64::MAX);
+        let seconds = c.lag_since.get().map_or(0, |(_, ts)| {
+            u64::try_from(now_ns.saturating_sub(ts) / 1_000_000_000).unwrap_or(0)
+        });
+        (end - lwm, seconds)
     }
 
     /// Segments below every channel's low-water mark can go. With no channel, nothing goes
@@ -436,7 +620,9 @@ impl Topic {
             Some(seq) => seq,
             None => self.backlog_start.get().seq,
         };
-        self.store.retain_from(floor);
+        let written_before =
+            (!self.cfg.retention.is_zero()).then(|| SystemTime::now() - self.cfg.retention);
+        self.store.retain_from(floor, written_before);
     }
 
     /// Removes the messages the topic itself holds (HTTP `/topic/empty`, nsqd's `Topic.Empty`):

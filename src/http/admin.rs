@@ -15,6 +15,7 @@ use crate::stats::NSQD_VERSION;
 use hyper::StatusCode;
 use serde::Serialize;
 use std::rc::Rc;
+use std::time::{Duration, SystemTime};
 
 /// `GET /ping`: `OK`, or `500 NOK - <error>` while a log is failing.
 pub fn ping(broker: &Broker) -> Resp {
@@ -129,6 +130,12 @@ pub async fn topic_pause(broker: &Broker, req: &Req, paused: bool) -> ApiResult 
 
 /// nsqd's `GetTopicChannelArgs` + `GetExistingTopic`.
 fn topic_and_channel(broker: &Broker, req: &Req) -> Result<(Rc<Topic>, String), ApiError> {
+    let (topic, channel) = topic_and_channel_args(req)?;
+    Ok((existing_topic(broker, &topic)?, channel))
+}
+
+/// nsqd's `GetTopicChannelArgs`.
+fn topic_and_channel_args(req: &Req) -> Result<(String, String), ApiError> {
     let q = req.params()?;
     let topic = q
         .get("topic")
@@ -142,7 +149,35 @@ fn topic_and_channel(broker: &Broker, req: &Req) -> Result<(Rc<Topic>, String), 
     if !is_valid_channel_name(channel.as_bytes()) {
         return Err(ApiError::bad_request("INVALID_ARG_CHANNEL"));
     }
-    Ok((existing_topic(broker, topic)?, channel.to_owned()))
+    Ok((topic.to_owned(), channel.to_owned()))
+}
+
+/// ringsq's `since=`: Unix seconds (a fraction allowed) or an RFC 3339 time. `None` when absent.
+fn since_param(req: &Req) -> Result<Option<SystemTime>, ApiError> {
+    let q = req.params()?;
+    let Some(raw) = q.get("since") else {
+        return Ok(None);
+    };
+    parse_since(raw)
+        .map(Some)
+        .ok_or_else(|| ApiError::bad_request("INVALID_ARG_SINCE"))
+}
+
+fn parse_since(raw: &str) -> Option<SystemTime> {
+    let is_seconds = !raw.is_empty()
+        && raw.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && raw.chars().next().is_some_and(|c| c.is_ascii_digit());
+    if is_seconds {
+        let seconds: f64 = raw.parse().ok()?;
+        return SystemTime::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(seconds).ok()?);
+    }
+    let t =
+        time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).ok()?;
+    let ns = t.unix_timestamp_nanos();
+    if ns < 0 {
+        return Some(SystemTime::UNIX_EPOCH);
+    }
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(u64::try_from(ns).ok()?))
 }
 
 fn existing_channel(topic: &Topic, name: &str) -> Result<Rc<Channel>, ApiError> {
@@ -151,9 +186,36 @@ fn existing_channel(topic: &Topic, name: &str) -> Result<Rc<Channel>, ApiError> 
         .ok_or_else(|| ApiError::new(404, "CHANNEL_NOT_FOUND"))
 }
 
+/// `POST /channel/create?topic=&channel=[&since=]`: with ringsq's `since`, a new channel starts
+/// at what was published since then instead of the tail (an existing channel is left as it is).
 pub async fn channel_create(broker: &Broker, req: &Req) -> ApiResult {
     let (topic, channel) = topic_and_channel(broker, req)?;
-    topic.channel(&channel).await.map_err(|e| internal(&e))?;
+    let since = since_param(req)?;
+    let (channel, created) = topic
+        .channel_created(&channel)
+        .await
+        .map_err(|e| internal(&e))?;
+    if let (Some(since), true) = (since, created) {
+        topic
+            .rewind_channel(&channel, since)
+            .await
+            .map_err(|e| internal(&e))?;
+    }
+    Ok(response::empty())
+}
+
+/// ringsq's `POST /channel/rewind?topic=&channel=&since=`: the channel delivers again, in log
+/// order, every retained message published at or after `since`. The new position is on disk
+/// before the `200`.
+pub async fn channel_rewind(broker: &Broker, req: &Req) -> ApiResult {
+    let (topic, channel) = topic_and_channel_args(req)?;
+    let since = since_param(req)?.ok_or_else(|| ApiError::bad_request("MISSING_ARG_SINCE"))?;
+    let topic = existing_topic(broker, &topic)?;
+    let channel = existing_channel(&topic, &channel)?;
+    topic
+        .rewind_channel(&channel, since)
+        .await
+        .map_err(|e| internal(&e))?;
     Ok(response::empty())
 }
 

@@ -44,6 +44,24 @@ const TOPIC_METRICS: &[(&str, &str, &str, TopicFigure)] = &[
         "1 when the topic is paused.",
         |t| u64::from(t.paused),
     ),
+    (
+        "ringsq_topic_disk_bytes",
+        "gauge",
+        "Bytes of the topic's log on disk.",
+        |t| t.disk_bytes,
+    ),
+    (
+        "ringsq_topic_retained_messages",
+        "gauge",
+        "Messages the topic's log holds (what --retention keeps included).",
+        |t| t.retained_messages,
+    ),
+    (
+        "ringsq_topic_oldest_retained_timestamp_seconds",
+        "gauge",
+        "Unix time the oldest message the log holds was published (0: none).",
+        |t| u64::try_from(t.oldest_retained_ts).unwrap_or(0),
+    ),
 ];
 
 const CHANNEL_METRICS: &[(&str, &str, &str, ChannelFigure)] = &[
@@ -97,6 +115,18 @@ const CHANNEL_METRICS: &[(&str, &str, &str, ChannelFigure)] = &[
         "gauge",
         "1 when the channel is paused.",
         |c| u64::from(c.paused),
+    ),
+    (
+        "ringsq_channel_lag_messages",
+        "gauge",
+        "Messages from the oldest one the channel has not finished to the topic's end.",
+        |c| c.lag_messages,
+    ),
+    (
+        "ringsq_channel_lag_seconds",
+        "gauge",
+        "Seconds since the oldest message the channel has not finished was published.",
+        |c| c.lag_seconds,
     ),
 ];
 

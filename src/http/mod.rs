@@ -245,7 +245,7 @@ fn allowed(path: &str) -> Option<&'static [Method]> {
         "/ping" | "/info" | "/stats" | "/metrics" => Some(GET),
         "/pub" | "/mpub" | "/topic/create" | "/topic/delete" | "/topic/empty" | "/topic/pause"
         | "/topic/unpause" | "/channel/create" | "/channel/delete" | "/channel/empty"
-        | "/channel/pause" | "/channel/unpause" => Some(POST),
+        | "/channel/pause" | "/channel/unpause" | "/channel/rewind" => Some(POST),
         p if config_opt(p).is_some() => Some(GET_PUT),
         _ => None,
     }
@@ -314,6 +314,7 @@ async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
         "/channel/empty" => admin::channel_empty(broker, &req),
         "/channel/pause" => admin::channel_pause(broker, &req, true).await,
         "/channel/unpause" => admin::channel_pause(broker, &req, false).await,
+        "/channel/rewind" => admin::channel_rewind(broker, &req).await,
         path => {
             let opt = config_opt(path).unwrap_or_default().to_owned();
             config::config(node, &opt, req).await

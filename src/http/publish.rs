@@ -1,7 +1,8 @@
 //! `POST /pub` and `POST /mpub`: nsqd's checks in nsqd's order, then the same publish path and
 //! ack policy as TCP `PUB`/`MPUB`: the `200 OK` waits for the log exactly as the TCP `OK` does
 //! (`--mem-queue-size`, `--ack-after-sync`), and any failure to store is `503 EXITING`
-//! (nsqd's text for every `PutMessage` error; the cause is logged).
+//! (nsqd's text for every `PutMessage` error; the cause is logged), but for a topic full under
+//! ringsq's `--max-topic-bytes`: `507 TOPIC_FULL`.
 //!
 //! `/mpub` bodies: text mode, one message per `\n`-terminated line (empty lines skipped); binary
 //! mode (`binary=true`, `1`, or any value but `false`/`0`, as nsqd's `boolParams`) `[i32 count]` then `count`
@@ -10,7 +11,7 @@
 
 use super::response::{self, ApiError, ApiResult};
 use super::Req;
-use crate::broker::topic::{Ack, Topic};
+use crate::broker::topic::{Ack, PublishError, Topic};
 use crate::broker::Broker;
 use crate::protocol::is_valid_topic_name;
 use bytes::Bytes;
@@ -45,7 +46,11 @@ async fn publish(
     if broker.exiting.get() {
         return Err(ApiError::new(503, "EXITING"));
     }
-    let ack = topic.publish(bodies, defer).map_err(|e| exiting(&e))?;
+    let ack = topic.publish(bodies, defer).map_err(|e| match e {
+        // ringsq's `--max-topic-bytes`: HTTP 507 Insufficient Storage.
+        PublishError::Full { .. } => ApiError::new(507, "TOPIC_FULL"),
+        PublishError::Storage(e) => exiting(&e),
+    })?;
     if let Ack::Wait {
         log,
         ticket,

@@ -1,4 +1,5 @@
-//! The flag table: every nsqd 1.3.0 flag (plus ringsq's `--ack-after-sync`), written once.
+//! The flag table: every nsqd 1.3.0 flag (plus ringsq's own: `--ack-after-sync`, `--retention`,
+//! `--max-topic-bytes`), written once.
 //!
 //! Each row gives the flag's name (verbatim from nsqd's `apps/nsqd/options.go`), its config
 //! file key (go-options' rule: the flag name with `_` for `-`, unless nsqd's `cfg:` tag
@@ -288,4 +289,8 @@ pub(super) static FLAGS: &[FlagSpec] = &[
     // ringsq's own
     row("ack-after-sync", Setter::Bool(|o, v| o.ack_after_sync = v), Shown::Zero,
         "[ringsq] acknowledge PUB/MPUB/DPUB only after the message is fsynced (group commit)"),
+    row("retention", Setter::Duration(|o, v| o.retention = v), Shown::Zero,
+        "[ringsq] keep a topic's messages at least this long after they are published, even once every channel has finished them (so a channel can be rewound: POST /channel/rewind); 0 = until every channel is past them"),
+    row("max-topic-bytes", Setter::Int(|o, v| { o.max_topic_bytes = non_negative(v)?; Ok(()) }), Shown::Zero,
+        "[ringsq] refuse publishes to a topic while its channels still need this many bytes of its log (0 = unbounded)"),
 ];

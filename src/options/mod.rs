@@ -208,6 +208,11 @@ pub struct Options {
     // ringsq's own
     /// Acknowledge PUB/MPUB/DPUB only after the message is fsynced (group commit).
     pub ack_after_sync: bool,
+    /// Messages are kept at least this long after they are written (0: until every channel is
+    /// past them).
+    pub retention: Duration,
+    /// A topic refuses publishes while its channels need this many bytes of its log (0: no bound).
+    pub max_topic_bytes: u64,
     /// Keys of the config file that name no option; nsqd ignores them, so does ringsq,
     /// but `main` should log them (a typo there silently keeps a default).
     pub ignored_config_keys: Vec<String>,
@@ -273,6 +278,8 @@ impl Default for Options {
             max_deflate_level: 6,
             snappy: true,
             ack_after_sync: false,
+            retention: Duration::ZERO,
+            max_topic_bytes: 0,
             ignored_config_keys: Vec::new(),
         }
     }

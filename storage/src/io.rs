@@ -18,6 +18,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
+use std::time::SystemTime;
 
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,12 @@ pub trait Io: Clone + std::fmt::Debug + 'static {
     async fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Names of the entries of a directory, in no particular order.
     async fn list_dir(&self, path: &Path) -> io::Result<Vec<OsString>>;
+    /// When a file was last written (`None` where the backend does not know: it then counts
+    /// as written at open).
+    async fn modified(&self, path: &Path) -> io::Result<Option<SystemTime>> {
+        let _ = path;
+        Ok(None)
+    }
     /// This backend's file budget and handle cache: every `open` (and `sync_dir`) takes a slot
     /// from it, waiting while none is free (see [`crate::files`]).
     fn files(&self) -> Rc<Files<Self::File>>;

@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 /// How many past ENOSPC roll-backs waiters can be checked against.
@@ -201,6 +201,17 @@ impl<I: Io> Clone for Log<I> {
     }
 }
 
+/// A segment as [`Log::segments`] describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// Its first record's position.
+    pub base: Position,
+    /// One past its last record.
+    pub end: Position,
+    /// When it was last written.
+    pub modified: SystemTime,
+}
+
 /// See [`Log::ticket`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
@@ -224,7 +235,13 @@ impl<I: Io> Log<I> {
         create_dir_durably(&io, dir).await?;
         let (recovered, report) = recovery::recover(&io, dir, config.record_size_max).await?;
         tracing::info!(dir = %dir.display(), "{report}");
-        let opened = writer::open_current(&io, recovered, dir).await?;
+        let mut opened = writer::open_current(&io, recovered, dir).await?;
+        for segment in &mut opened.segments {
+            // Unknown (or unreadable) counts as written now: retention keeps it longer, never less.
+            if let Ok(Some(modified)) = io.modified(&segment.path).await {
+                segment.modified = modified;
+            }
+        }
         let end = opened.end;
         let state = State {
             end,
@@ -472,9 +489,18 @@ impl<I: Io> Log<I> {
     /// Drops whole segments all of whose records have seq < `seq` (never the segment being
     /// written): `first()` moves at once; the writer task deletes the files.
     pub fn retain_from(&self, seq: u64) {
+        self.retain(seq, None);
+    }
+
+    /// As [`Log::retain_from`], keeping too every segment last written at or after
+    /// `written_before` (retention by age: a segment goes once its newest record is older).
+    pub fn retain(&self, seq: u64, written_before: Option<SystemTime>) {
         let shared = self.shared();
         let mut st = shared.state.borrow_mut();
-        while st.segments.len() > 1 && st.segments.front().is_some_and(|s| s.end.seq <= seq) {
+        let expired = |s: &SegmentInfo| {
+            s.end.seq <= seq && written_before.is_none_or(|limit| s.modified < limit)
+        };
+        while st.segments.len() > 1 && st.segments.front().is_some_and(expired) {
             if let Some(segment) = st.segments.pop_front() {
                 st.doomed.push(segment);
             }
@@ -484,6 +510,21 @@ impl<I: Io> Log<I> {
         if wake {
             shared.work.notify_one();
         }
+    }
+
+    /// The segments, oldest first: where each starts and ends, and when it was last written.
+    pub fn segments(&self) -> Vec<SegmentSummary> {
+        self.shared()
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| SegmentSummary {
+                base: s.base,
+                end: s.end,
+                modified: s.modified,
+            })
+            .collect()
     }
 
     /// The original error while the log is poisoned.

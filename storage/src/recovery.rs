@@ -14,6 +14,7 @@ use crate::paths;
 use crate::position::Position;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// Bytes read at a time while scanning a segment.
 const SCAN_CHUNK_BYTES: usize = 1024 * 1024;
@@ -25,6 +26,8 @@ pub(crate) struct SegmentInfo {
     pub base: Position,
     /// One past the last record.
     pub end: Position,
+    /// When it was last written (its file's mtime at open): retention by age.
+    pub modified: SystemTime,
 }
 
 impl SegmentInfo {
@@ -431,6 +434,7 @@ async fn plan_segments<I: Io>(
                     seq: next.base_seq,
                     offset: next.base_offset,
                 },
+                modified: SystemTime::now(),
             },
             Some(next) => {
                 let start = (base, SEGMENT_HEADER_BYTES_U64);
@@ -448,6 +452,7 @@ async fn plan_segments<I: Io>(
                     path: seg.path.clone(),
                     base,
                     end,
+                    modified: SystemTime::now(),
                 }
             }
             None => {
@@ -470,6 +475,7 @@ async fn plan_segments<I: Io>(
                     path: seg.path.clone(),
                     base,
                     end,
+                    modified: SystemTime::now(),
                 }
             }
         };

@@ -19,6 +19,7 @@ use crate::recovery::{Recovered, SegmentInfo};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Most bytes gathered into one write (the write buffer, kept per log, grows to this).
@@ -78,6 +79,7 @@ pub(crate) async fn open_current<I: Io>(
             path: current.path.clone(),
             base,
             end: base,
+            modified: SystemTime::now(),
         });
         return Ok(Opened {
             current,
@@ -365,6 +367,7 @@ impl<I: Io> Writer<I> {
         st.written = end;
         if let Some(segment) = st.segments.back_mut() {
             segment.end = end;
+            segment.modified = SystemTime::now();
         }
         st.stats.writes += 1;
         st.stats.bytes_written += len;
@@ -426,6 +429,7 @@ impl<I: Io> Writer<I> {
                 path: path.clone(),
                 base,
                 end: base,
+                modified: SystemTime::now(),
             });
         }
         tracing::debug!("rolled to segment {}", path.display());

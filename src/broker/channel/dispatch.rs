@@ -106,6 +106,9 @@ impl Channel {
             return;
         };
         let (gone, clients) = st.forget_rolled_back(to);
+        if to.seq < self.lwm_hint.get().seq {
+            self.lwm_hint.set(to);
+        }
         let consumers = st.consumers.clone();
         drop(st);
         for id in clients {

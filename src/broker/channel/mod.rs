@@ -194,6 +194,12 @@ pub struct Channel {
     pub dirty_recent: Cell<bool>,
     /// Numbers the saved states; a restart takes the newest readable one.
     pub(super) generation: Cell<u64>,
+    /// A low-water mark at or below the true one (the true one only moves back by a rewind or a
+    /// roll-back, which lower this too): a cheap bound for `--max-topic-bytes`.
+    lwm_hint: Cell<Position>,
+    /// (seq, publish time in ns) of the oldest unfinished message, as of the last sync point
+    /// (`/stats` lag).
+    pub lag_since: Cell<Option<(u64, i64)>>,
     /// The low-water mark of the last state saved durably: the topic's log keeps everything
     /// from there, so whatever a restart after a power cut resumes from is still there.
     pub(super) persisted_lwm: Cell<Option<Position>>,
@@ -255,6 +261,8 @@ impl Channel {
             dirty: Cell::new(true),
             dirty_recent: Cell::new(true),
             generation: Cell::new(0),
+            lwm_hint: Cell::new(start),
+            lag_since: Cell::new(None),
             persisted_lwm: Cell::new(None),
             save_lock: tokio::sync::Mutex::new(()),
             recent_due: Cell::new(None),
@@ -479,7 +487,34 @@ impl Channel {
     /// The oldest record of the topic's log this channel still needs (parked messages do not
     /// count: their records are in the channel's park log).
     pub fn low_water_mark(&self) -> Position {
-        self.state.borrow().low_water_mark()
+        let lwm = self.state.borrow().low_water_mark();
+        self.lwm_hint.set(lwm);
+        lwm
+    }
+
+    /// A position at or below the low-water mark, without looking at every outstanding message
+    /// (see [`Channel::low_water_mark`] for the exact one).
+    pub fn low_water_mark_hint(&self) -> Position {
+        self.lwm_hint.get()
+    }
+
+    /// Rewinds the cursor to `to` (an earlier record of the topic's log, or a later one): the
+    /// channel delivers again everything from there, finished or not. What is in flight,
+    /// deferred or requeued stays so (a message may come twice: NSQ is at-least-once).
+    pub fn rewind(&self, to: Position) {
+        let mut st = self.state.borrow_mut();
+        st.prefetch.clear();
+        st.reread.clear();
+        st.read_pos = to;
+        // Taken-ahead records the cursor now starts past stay deferred; nothing to pass over.
+        st.taken_ahead = st.taken_ahead.split_off(&to.seq);
+        drop(st);
+        self.pass_skipped();
+        if to.seq < self.lwm_hint.get().seq {
+            self.lwm_hint.set(to);
+        }
+        self.mark_dirty();
+        self.wake();
     }
 
     /// What the topic's log must keep for this channel: everything a restart could resume from

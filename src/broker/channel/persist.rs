@@ -433,6 +433,7 @@ impl Channel {
                 "{lost} outstanding message(s) are no longer in the log (lost in a crash before they were written)");
         }
         self.pass_skipped();
+        self.low_water_mark();
         self.wake_timer.notify_one();
         self.wake();
     }

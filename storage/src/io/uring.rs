@@ -95,6 +95,10 @@ impl Io for UringIo {
             .collect()
     }
 
+    async fn modified(&self, path: &Path) -> io::Result<Option<std::time::SystemTime>> {
+        std::fs::metadata(path)?.modified().map(Some)
+    }
+
     fn files(&self) -> Rc<Files<UringFile>> {
         FILES.with(Rc::clone)
     }

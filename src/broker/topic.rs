@@ -537,8 +537,13 @@ impl Topic {
     }
 
     /// The sync point: parks long waits, saves every changed channel durably, then lets the log
-    /// drop what no channel needs any more.
+    /// drop what no channel needs any more; refreshes the ages `/stats` shows.
     pub async fn checkpoint(&self) {
+        self.save_and_retain().await;
+        self.refresh_ages().await;
+    }
+
+    async fn save_and_retain(&self) {
         for channel in self.channels() {
             // Whatever would wait past the next sync point moves out of the topic's log first.
             if let Err(e) = channel.park(self.cfg.sync_timeout).await {
@@ -551,7 +556,6 @@ impl Topic {
             }
         }
         self.retain();
-        self.refresh_ages().await;
     }
 
     /// The publish times `/stats` shows (the topic's oldest record, each channel's oldest
@@ -673,10 +677,8 @@ impl Topic {
                 tracing::error!(topic = %self.name, "final sync failed: {e}");
             }
         }
-        for c in self.channels() {
-            c.dirty.set(true);
-        }
-        self.checkpoint().await;
+        // Only what changed since its last durable save is written (idle channels cost nothing).
+        self.save_and_retain().await;
         for c in self.channels() {
             c.stop();
             if let Some(log) = c.take_park_log() {

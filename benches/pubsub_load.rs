@@ -20,7 +20,9 @@
 //! `cargo bench --bench pubsub_load [-- FILTER]` (FILTER selects settings by name, `ceiling`
 //! always runs). Environment: `RINGSQ_BENCH_SECONDS` (per timed phase, default 5),
 //! `RINGSQ_BENCH_PUBLISHERS` (default 2), `RINGSQ_BENCH_CONSUMERS` (default 2),
-//! `RINGSQ_BENCH_DRAIN_MESSAGES` (default 5 000 000). No assertion on speed.
+//! `RINGSQ_BENCH_DRAIN_MESSAGES` (default 5 000 000), `RINGSQ_BENCH_BINARY` (another broker
+//! binary that takes nsqd's flags, e.g. an older ringsq, measured the same way). No assertion on
+//! speed.
 
 #![allow(
     clippy::unwrap_used,
@@ -67,7 +69,9 @@ impl Server {
             .prefix("ringsq-bench-")
             .tempdir_in(bench_dir())
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringsq"))
+        let binary = std::env::var("RINGSQ_BENCH_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringsq").to_owned());
+        let mut child = Command::new(binary)
             .args([
                 "--tcp-address",
                 "127.0.0.1:0",

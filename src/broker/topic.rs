@@ -401,6 +401,10 @@ impl Topic {
         // The backlog a first channel takes reaches it now (nsqd's topic pump puts it there).
         let backlog = self.store.end().seq.saturating_sub(start.seq);
         channel.counters.message_count.set(backlog);
+        if let Some(path) = self.channel_path(&channel) {
+            // A recent state left by an earlier channel of this name is not this one's.
+            paths::remove_logged(&super::channel::recent_path(&path));
+        }
         self.save_channel(&channel).await?;
         self.insert_channel(&channel);
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
@@ -479,7 +483,22 @@ impl Topic {
             (None, None) => {}
         }
         if let (false, Some(data)) = (channel.ephemeral, &self.cfg.data_path) {
-            paths::remove_logged(&paths::channel_file(data, &self.name, name));
+            let path = paths::channel_file(data, &self.name, name);
+            let remove = move || {
+                paths::remove_logged(&super::channel::recent_path(&path));
+                paths::remove_logged(&path);
+            };
+            // Not while a save is under way, whose rename would bring a state file back (saves
+            // started from now on see `deleted` and stop): at once unless one is, else after it.
+            if channel.save_lock.try_lock().is_ok() {
+                remove();
+            } else {
+                let channel = Rc::clone(&channel);
+                tokio::task::spawn_local(async move {
+                    let _no_save_under_way = channel.save_lock.lock().await;
+                    remove();
+                });
+            }
         }
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
         self.cfg

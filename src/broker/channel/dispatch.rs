@@ -135,7 +135,9 @@ impl Channel {
                 .dropped_count
                 .set(self.counters.dropped_count.get() + dropped);
             from = end;
-            self.state.borrow_mut().read_pos = end;
+            let mut st = self.state.borrow_mut();
+            st.read_pos = end;
+            st.taken_ahead = st.taken_ahead.split_off(&end.seq);
         }
         let first = self.store.first();
         if from.seq < first.seq {
@@ -145,7 +147,9 @@ impl Channel {
                 .dropped_count
                 .set(self.counters.dropped_count.get() + (first.seq - from.seq));
             from = first;
-            self.state.borrow_mut().read_pos = first;
+            let mut st = self.state.borrow_mut();
+            st.read_pos = first;
+            st.taken_ahead = st.taken_ahead.split_off(&first.seq);
         }
         let visible = self.store.visible_end(self.cfg.visible).seq;
         let limit = self.readable_end_seq(visible).min(skip_at);

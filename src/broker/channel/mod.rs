@@ -32,7 +32,8 @@ mod persist;
 mod timers;
 
 pub use persist::{
-    ChannelSnapshot, Saved, SnapOutstanding, SnapPos, SnapSkip, CHANNEL_SNAPSHOT_VERSION,
+    recent_path, ChannelSnapshot, Saved, SnapOutstanding, SnapPos, SnapSkip,
+    CHANNEL_SNAPSHOT_VERSION,
 };
 
 use super::client::Client;
@@ -204,7 +205,7 @@ pub struct Channel {
     /// from there, so whatever a restart after a power cut resumes from is still there.
     pub(super) persisted_lwm: Cell<Option<Position>>,
     /// One save of this channel's state at a time.
-    pub(super) save_lock: tokio::sync::Mutex<()>,
+    pub(crate) save_lock: tokio::sync::Mutex<()>,
     /// The next recent save is not before this (paced by the state's size).
     pub(super) recent_due: Cell<Option<Instant>>,
     pub deleted: Cell<bool>,

@@ -353,6 +353,9 @@ impl Channel {
     /// no longer needs.
     pub async fn save_durable(&self, path: &Path) -> Result<(), ringsq_storage::Error> {
         let _one_at_a_time = self.save_lock.lock().await;
+        if self.deleted.get() {
+            return Ok(());
+        }
         self.dirty.set(false);
         self.dirty_recent.set(false);
         let snap = self.snapshot();
@@ -373,6 +376,10 @@ impl Channel {
             return Ok(());
         }
         let _one_at_a_time = self.save_lock.lock().await;
+        if self.deleted.get() {
+            // Deleted while waiting for the lock: its files are gone and must stay gone.
+            return Ok(());
+        }
         self.dirty_recent.set(false);
         let bytes = self.snapshot().encode();
         let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);

@@ -8,6 +8,9 @@
 //! (`--mem-queue-size 10000`, messages may live in memory), is the baseline measured in the same
 //! run; the durable settings are printed beside it.
 //!
+//! `tls_defaults` is nsqd's defaults with every client connection upgraded to TLS by IDENTIFY
+//! `tls_v1` (a certificate generated for the run): the cost of TLS, beside the baseline.
+//!
 //! `cargo bench --bench pubsub_load`; environment: `RINGSQ_BENCH_SECONDS` (per phase, default 5),
 //! `RINGSQ_BENCH_PUBLISHERS` (default 4), `RINGSQ_BENCH_CONSUMERS` (default 1).
 
@@ -41,11 +44,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Clients connect with TLS when set.
+    tls: Option<Arc<rustls::ClientConfig>>,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(flags: &[&str]) -> Server {
+    fn start(flags: &[String], tls: Option<Arc<rustls::ClientConfig>>) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("ringsq-bench-")
             .tempdir_in(bench_dir())
@@ -55,6 +60,8 @@ impl Server {
                 "--tcp-address",
                 "127.0.0.1:0",
                 "--http-address",
+                "",
+                "--https-address",
                 "",
                 "--data-path",
             ])
@@ -79,6 +86,7 @@ impl Server {
         Server {
             child,
             addr,
+            tls,
             _dir: dir,
         }
     }
@@ -129,11 +137,91 @@ fn bench_dir() -> std::path::PathBuf {
     dir
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
+/// A client connection: plain TCP, or TLS after IDENTIFY `tls_v1`.
+enum Link {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A certificate for the run: the broker's flags and a client configuration that trusts it.
+struct TlsSetup {
+    flags: Vec<String>,
+    client: Arc<rustls::ClientConfig>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSetup {
+    fn new() -> TlsSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsSetup {
+            flags: vec![
+                format!("--tls-cert={}", cert_path.display()),
+                format!("--tls-key={}", key_path.display()),
+            ],
+            client: Arc::new(client),
+            _dir: dir,
+        }
+    }
+}
+
+fn connect(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>) -> Link {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     s.write_all(b"  V2").unwrap();
-    s
+    let Some(config) = tls else {
+        return Link::Plain(s);
+    };
+    let identify = br#"{"feature_negotiation":true,"tls_v1":true}"#;
+    s.write_all(b"IDENTIFY\n").unwrap();
+    s.write_all(&u32::try_from(identify.len()).unwrap().to_be_bytes())
+        .unwrap();
+    s.write_all(identify).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_frame(&mut s, &mut buf).unwrap(), 0, "IDENTIFY");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    assert_eq!(read_frame(&mut tls, &mut buf).unwrap(), 0, "TLS OK");
+    Link::Tls(Box::new(tls))
 }
 
 fn mpub_command(topic: &str) -> Vec<u8> {
@@ -160,8 +248,13 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<i32> {
 }
 
 /// One publisher: MPUB, wait for OK, repeat until `stop`. Returns (messages, latency histogram).
-fn publisher(addr: SocketAddr, topic: &str, stop: &AtomicBool) -> (u64, Histogram<u64>) {
-    let mut s = connect(addr);
+fn publisher(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    topic: &str,
+    stop: &AtomicBool,
+) -> (u64, Histogram<u64>) {
+    let mut s = connect(addr, tls);
     let cmd = mpub_command(topic);
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let mut buf = Vec::new();
@@ -184,12 +277,22 @@ fn publisher(addr: SocketAddr, topic: &str, stop: &AtomicBool) -> (u64, Histogra
 }
 
 /// One consumer: SUB, RDY 2500, FIN everything (FINs written in batches). Counts into `received`.
-fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU64) {
-    let mut s = connect(addr);
+fn consumer(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    topic: &str,
+    stop: &AtomicBool,
+    received: &AtomicU64,
+) {
+    let mut s = connect(addr, tls);
     write!(s, "SUB {topic} bench\nRDY {RDY}\n").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut r = BufReader::with_capacity(256 * 1024, s.try_clone().unwrap());
+    match &s {
+        Link::Plain(t) => t.set_read_timeout(Some(Duration::from_millis(100))),
+        Link::Tls(t) => t.sock.set_read_timeout(Some(Duration::from_millis(100))),
+    }
+    .unwrap();
+    // FINs are written through the reader's stream (a TLS stream cannot be split).
+    let mut r = BufReader::with_capacity(256 * 1024, s);
     let mut buf = Vec::new();
     let mut fins = Vec::with_capacity(64 * 1024);
     while !stop.load(Ordering::Relaxed) {
@@ -214,7 +317,7 @@ fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU
         }
         // Flush FINs when nothing more is buffered (or plenty are pending).
         if !fins.is_empty() && (r.buffer().is_empty() || fins.len() > 32 * 1024) {
-            s.write_all(&fins).unwrap();
+            r.get_mut().write_all(&fins).unwrap();
             fins.clear();
         }
     }
@@ -237,8 +340,8 @@ fn run_phase(server: &Server, topic: &str, publishers: u64, consumers: u64, secs
         .map(|_| {
             let (stop, received, topic) =
                 (Arc::clone(&stop), Arc::clone(&received), topic.to_owned());
-            let addr = server.addr;
-            thread::spawn(move || consumer(addr, &topic, &stop, &received))
+            let (addr, tls) = (server.addr, server.tls.clone());
+            thread::spawn(move || consumer(addr, tls.as_ref(), &topic, &stop, &received))
         })
         .collect();
     let (cpu0, _, _) = server.usage();
@@ -246,7 +349,8 @@ fn run_phase(server: &Server, topic: &str, publishers: u64, consumers: u64, secs
     let publisher_threads: Vec<_> = (0..publishers)
         .map(|_| {
             let (stop, topic, addr) = (Arc::clone(&stop), topic.to_owned(), server.addr);
-            thread::spawn(move || publisher(addr, &topic, &stop))
+            let tls = server.tls.clone();
+            thread::spawn(move || publisher(addr, tls.as_ref(), &topic, &stop))
         })
         .collect();
     thread::sleep(Duration::from_secs(secs));
@@ -305,19 +409,26 @@ fn main() {
          {secs} s per phase, data under {}",
         bench_dir().display()
     );
-    let settings: [(&str, &[&str]); 3] = [
-        ("baseline_defaults", &[]),
-        ("mem_queue_size_0", &["--mem-queue-size", "0"]),
+    let tls = TlsSetup::new();
+    let settings: [(&str, &[&str], bool); 4] = [
+        ("baseline_defaults", &[], false),
+        ("tls_defaults", &[], true),
+        ("mem_queue_size_0", &["--mem-queue-size", "0"], false),
         (
             "mem_queue_size_0_ack_after_sync",
             &["--mem-queue-size", "0", "--ack-after-sync"],
+            false,
         ),
     ];
-    for (name, flags) in settings {
+    for (name, flags, with_tls) in settings {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let server = Server::start(flags);
+        let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        if with_tls {
+            flags.extend(tls.flags.iter().cloned());
+        }
+        let server = Server::start(&flags, with_tls.then(|| Arc::clone(&tls.client)));
         let p = run_phase(&server, "bench_pub", publishers, 0, secs);
         print_phase(name, "publish_only", &p);
         let p = run_phase(&server, "bench_pubsub", publishers, consumers, secs);

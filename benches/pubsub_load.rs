@@ -9,6 +9,10 @@
 //! - `drain`: a backlog of `RINGSQ_BENCH_DRAIN_MESSAGES` (default 5 M) is published first with no
 //!   consumer, then the consumers alone take all of it.
 //!
+//! Settings: nsqd's defaults, `--mem-queue-size 0`, `--mem-queue-size 0 --ack-after-sync`, and
+//! `tls_defaults` (the defaults with every client upgraded to TLS by IDENTIFY `tls_v1`, with a
+//! certificate generated for the run: the cost of TLS beside `defaults`).
+//!
 //! The **ceiling** is a bare server inside this process that speaks only the wire protocol: it
 //! answers every MPUB with `OK` and streams ready-made message frames into each consumer's RDY
 //! window. The same client code runs against it first, so every broker figure is printed beside
@@ -40,6 +44,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// A client configuration for TLS connections (`None`: plain TCP).
+type ClientTls = Option<Arc<rustls::ClientConfig>>;
+
 const MSG_BYTES: usize = 100;
 const BATCH: usize = 200;
 const RDY: u64 = 2500;
@@ -64,7 +71,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(flags: &[&str]) -> Server {
+    fn start(flags: &[String]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("ringsq-bench-")
             .tempdir_in(bench_dir())
@@ -291,11 +298,91 @@ fn ceiling_stream(mut w: TcpStream, window: &Window) {
 // The load generator (the same code against the broker and the ceiling)
 // ---------------------------------------------------------------------------------------------
 
-fn connect(addr: SocketAddr) -> TcpStream {
+/// A client connection: plain TCP, or TLS after IDENTIFY `tls_v1`.
+enum Link {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A certificate for the run: the broker's flags and a client configuration that trusts it.
+struct TlsSetup {
+    flags: Vec<String>,
+    client: Arc<rustls::ClientConfig>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsSetup {
+    fn new() -> TlsSetup {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsSetup {
+            flags: vec![
+                format!("--tls-cert={}", cert_path.display()),
+                format!("--tls-key={}", key_path.display()),
+            ],
+            client: Arc::new(client),
+            _dir: dir,
+        }
+    }
+}
+
+fn connect(addr: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>) -> Link {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     s.write_all(b"  V2").unwrap();
-    s
+    let Some(config) = tls else {
+        return Link::Plain(s);
+    };
+    let identify = br#"{"feature_negotiation":true,"tls_v1":true}"#;
+    s.write_all(b"IDENTIFY\n").unwrap();
+    s.write_all(&u32::try_from(identify.len()).unwrap().to_be_bytes())
+        .unwrap();
+    s.write_all(identify).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(read_frame(&mut s, &mut buf).unwrap(), 0, "IDENTIFY");
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::clone(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    assert_eq!(read_frame(&mut tls, &mut buf).unwrap(), 0, "TLS OK");
+    Link::Tls(Box::new(tls))
 }
 
 fn mpub_command(topic: &str) -> Vec<u8> {
@@ -325,11 +412,12 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<i32> {
 /// claimed. Returns (messages, latency histogram).
 fn publisher(
     addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     topic: &str,
     stop: &AtomicBool,
     budget: &AtomicU64,
 ) -> (u64, Histogram<u64>) {
-    let mut s = connect(addr);
+    let mut s = connect(addr, tls);
     let cmd = mpub_command(topic);
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let mut buf = Vec::new();
@@ -360,12 +448,22 @@ fn publisher(
 
 /// One consumer: SUB, RDY 2500, FIN everything (FINs written in batches). Counts into
 /// `received`; stops when `stop` is set.
-fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU64) {
-    let mut s = connect(addr);
+fn consumer(
+    addr: SocketAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    topic: &str,
+    stop: &AtomicBool,
+    received: &AtomicU64,
+) {
+    let mut s = connect(addr, tls);
     write!(s, "SUB {topic} bench\nRDY {RDY}\n").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut r = BufReader::with_capacity(256 * 1024, s.try_clone().unwrap());
+    match &s {
+        Link::Plain(t) => t.set_read_timeout(Some(Duration::from_millis(100))),
+        Link::Tls(t) => t.sock.set_read_timeout(Some(Duration::from_millis(100))),
+    }
+    .unwrap();
+    // FINs are written through the reader's stream (a TLS stream cannot be split).
+    let mut r = BufReader::with_capacity(256 * 1024, s);
     let mut buf = Vec::new();
     let mut fins = Vec::with_capacity(64 * 1024);
     while !stop.load(Ordering::Relaxed) {
@@ -390,7 +488,7 @@ fn consumer(addr: SocketAddr, topic: &str, stop: &AtomicBool, received: &AtomicU
         }
         // Flush FINs when nothing more is buffered (or plenty are pending).
         if !fins.is_empty() && (r.buffer().is_empty() || fins.len() > 32 * 1024) {
-            s.write_all(&fins).unwrap();
+            r.get_mut().write_all(&fins).unwrap();
             fins.clear();
         }
     }
@@ -410,6 +508,7 @@ struct Phase {
 /// and, with consumers, `consume_target` are received.
 struct Load<'a> {
     addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
     pid: Option<u32>,
     topic: &'a str,
     publishers: u64,
@@ -433,8 +532,8 @@ impl Load<'_> {
                     Arc::clone(&received),
                     self.topic.to_owned(),
                 );
-                let addr = self.addr;
-                thread::spawn(move || consumer(addr, &topic, &stop, &received))
+                let (addr, tls) = (self.addr, self.tls.clone());
+                thread::spawn(move || consumer(addr, tls.as_ref(), &topic, &stop, &received))
             })
             .collect();
         let publisher_threads: Vec<_> = (0..self.publishers)
@@ -444,8 +543,8 @@ impl Load<'_> {
                     Arc::clone(&budget),
                     self.topic.to_owned(),
                 );
-                let addr = self.addr;
-                thread::spawn(move || publisher(addr, &topic, &stop, &budget))
+                let (addr, tls) = (self.addr, self.tls.clone());
+                thread::spawn(move || publisher(addr, tls.as_ref(), &topic, &stop, &budget))
             })
             .collect();
         wait_phase(secs, consume_target, &received, &budget, start);
@@ -549,13 +648,14 @@ fn print_phase(setting: &str, phase: &str, p: &Phase, ceiling: Option<f64>) {
 /// The three phases against one target; returns their rates (for the ceiling).
 fn run_target(
     setting: &str,
-    addr: SocketAddr,
-    pid: Option<u32>,
+    target: (SocketAddr, Option<u32>, Option<Arc<rustls::ClientConfig>>),
     cfg: &Config,
     ceiling: Option<&[f64; 3]>,
 ) -> [f64; 3] {
+    let (addr, pid, tls) = target;
     let load = |topic: &'static str, publishers, consumers| Load {
         addr,
+        tls: tls.clone(),
         pid,
         topic,
         publishers,
@@ -603,26 +703,34 @@ fn main() {
         bench_dir().display()
     );
     let ceiling_addr = start_ceiling();
-    let ceiling = run_target("ceiling", ceiling_addr, None, &cfg, None);
-    let settings: [(&str, &[&str]); 3] = [
-        ("defaults", &[]),
-        ("mem_queue_size_0", &["--mem-queue-size", "0"]),
+    let ceiling = run_target("ceiling", (ceiling_addr, None, None), &cfg, None);
+    let tls = TlsSetup::new();
+    let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let settings: [(&str, Vec<String>, ClientTls); 4] = [
+        ("defaults", Vec::new(), None),
+        (
+            "mem_queue_size_0",
+            strings(&["--mem-queue-size", "0"]),
+            None,
+        ),
         (
             "mem_queue_size_0_ack_after_sync",
-            &["--mem-queue-size", "0", "--ack-after-sync"],
+            strings(&["--mem-queue-size", "0", "--ack-after-sync"]),
+            None,
+        ),
+        // nsqd's defaults with every client upgraded to TLS: the cost of TLS beside `defaults`.
+        (
+            "tls_defaults",
+            tls.flags.clone(),
+            Some(Arc::clone(&tls.client)),
         ),
     ];
-    for (name, flags) in settings {
+    for (name, flags, client_tls) in settings {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let server = Server::start(flags);
-        run_target(
-            name,
-            server.addr,
-            Some(server.child.id()),
-            &cfg,
-            Some(&ceiling),
-        );
+        let server = Server::start(&flags);
+        let target = (server.addr, Some(server.child.id()), client_tls);
+        run_target(name, target, &cfg, Some(&ceiling));
     }
 }

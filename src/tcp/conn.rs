@@ -13,12 +13,16 @@
 //! disabled (IDENTIFY `heartbeat_interval` -1). Beyond nsqd, the 4-byte magic has the same
 //! deadline (from the default heartbeat interval). A write has the heartbeat interval.
 //!
-//! Bounded work: the reader runs at most [`COMMANDS_PER_TURN`] commands, and decompresses at
-//! most one step, before it lets other tasks run.
+//! Bounded work: between two waits for its socket the reader runs the commands of one read
+//! (at most 16 KiB of input, so at most 4 096 commands) or of one decompression step (16 KiB,
+//! or one snappy chunk of at most 64 KiB), then lets other tasks run; while it decodes
+//! compressed input it already holds (a compression bomb), it also pauses every
+//! [`COMMANDS_PER_TURN`] commands ([`super::transport::Turn`]). A consumer's batch of FINs,
+//! which came with one read, is never cut: the deliveries that follow it stay large.
 
 use super::exec;
 use super::tls::TlsLayer;
-use super::transport::{yield_to_ring, Filled, Input, Output, Socket, Upgrades, READ_BUF_BYTES};
+use super::transport::{Filled, Input, Output, Socket, Upgrades, READ_BUF_BYTES};
 use super::Frontend;
 use crate::broker::client::{Client, ClientSettings, ClientState, Reply};
 use crate::broker::Broker;
@@ -31,7 +35,7 @@ use std::time::{Duration, Instant};
 /// A publisher with more unsent replies than this is not read from until they drain.
 const REPLIES_PENDING_MAX: usize = 4096;
 const MAGIC_BYTES: usize = 4;
-/// Commands the reader runs before it yields to the other tasks.
+/// While decoding input it already holds, the reader pauses after this many commands.
 pub const COMMANDS_PER_TURN: usize = 64;
 /// How long the writer may take to flush what is left once the reader has finished.
 const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(10);
@@ -180,7 +184,9 @@ async fn read_loop(
                     turn += 1;
                     if turn >= COMMANDS_PER_TURN {
                         turn = 0;
-                        yield_to_ring().await;
+                        if input.holds_input() {
+                            input.pause().await;
+                        }
                     }
                 }
                 Decoded::LineTooLong => {

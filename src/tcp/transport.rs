@@ -6,7 +6,7 @@
 //!   in the kernel (and keeps the socket open) until it completes, so a deadline never drops a
 //!   read or a write: it shuts the socket down, which completes the operation, and waits for it.
 //! - [`Input`]: socket → (TLS, [`super::tls`]) → (decompression) → plain bytes, in bounded steps: at most
-//!   [`DECODE_STEP_MAX_BYTES`] of output per step, then the task yields ([`yield_to_ring`]), so a small input that
+//!   [`DECODE_STEP_MAX_BYTES`] of output per step, then the task yields ([`Turn`]), so a small input that
 //!   inflates to gigabytes is worked through a slice at a time while other clients are served.
 //! - [`Output`]: plain bytes → (compression) → (TLS) → bytes for the socket; each layer starts
 //!   at the offset in the output where IDENTIFY's reply queued it ([`Upgrades`]).
@@ -26,8 +26,9 @@ use tokio_uring::net::{TcpStream, UnixStream};
 
 /// nsqd's bufio reader size: what one socket read asks for.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
-/// Most plain bytes one decompression step makes before the task lets others run.
-pub const DECODE_STEP_MAX_BYTES: usize = 64 * 1024;
+/// Most plain bytes one decompression step makes before the task lets others run (a snappy
+/// step always decodes one whole chunk, up to 64 KiB): as much as one socket read brings.
+pub const DECODE_STEP_MAX_BYTES: usize = READ_BUF_BYTES;
 /// Most compressed bytes held undecoded: a whole snappy chunk plus one read.
 pub const RAW_PENDING_MAX_BYTES: usize = 128 * 1024;
 /// How long an operation may take to finish once its socket is shut down for a deadline.
@@ -79,7 +80,9 @@ impl Socket {
         }
         let owned = std::mem::take(buf);
         let (len, cap) = (owned.len(), owned.capacity());
-        let slice = owned.slice(len..cap);
+        // One read brings at most READ_BUF_BYTES, however large the buffer has grown: the
+        // work a connection does before it next waits for its socket stays bounded.
+        let slice = owned.slice(len..cap.min(len + READ_BUF_BYTES));
         let (res, slice) = match self {
             Self::Tcp(s) => s.read(slice).await,
             Self::Unix(s) => s.read(slice).await,
@@ -152,6 +155,46 @@ impl Socket {
     }
 }
 
+/// How long a connection may keep the thread busy with input it already holds (decompressing
+/// without reading its socket) before it waits on the ring ([`yield_to_ring`]).
+pub const BUSY_MAX: Duration = Duration::from_micros(100);
+
+/// A connection's turns on the thread. Reading its socket ends a turn by itself (the task
+/// waits for the read); input it already holds (a compression bomb's next step) does not, so
+/// after each such step it [`Turn::pause`]s: a yield, and after [`BUSY_MAX`] without waiting
+/// for its socket a wait on the ring, so the runtime parks and submits everyone's queued
+/// operations.
+#[derive(Debug)]
+pub struct Turn {
+    /// When the connection last waited for its socket (or the ring).
+    busy_since: std::cell::Cell<Instant>,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Self {
+            busy_since: std::cell::Cell::new(Instant::now()),
+        }
+    }
+}
+
+impl Turn {
+    /// The connection has just waited for its socket: a new turn starts.
+    pub fn waited(&self) {
+        self.busy_since.set(Instant::now());
+    }
+
+    /// Lets the other tasks run: a yield, or after [`BUSY_MAX`] of work a wait on the ring.
+    pub async fn pause(&self) {
+        if self.busy_since.get().elapsed() >= BUSY_MAX {
+            yield_to_ring().await;
+            self.waited();
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// Lets the other tasks run, and their `io_uring` operations reach the kernel. tokio-uring
 /// submits queued operations only when the runtime parks, which a task that merely
 /// `yield_now`s keeps it from doing: every other connection's reads and writes would wait
@@ -188,6 +231,7 @@ pub struct Input {
     raw: Vec<u8>,
     /// Compressed bytes (TLS's plaintext or the socket's) not decoded yet.
     compressed: Vec<u8>,
+    turn: Turn,
 }
 
 impl Input {
@@ -199,6 +243,7 @@ impl Input {
             decoder: None,
             raw: Vec::new(),
             compressed: Vec::new(),
+            turn: Turn::default(),
         }
     }
 
@@ -208,6 +253,18 @@ impl Input {
         self.tls = Some(tls);
         self.raw = leftover;
         self.handshake_deadline = Some(handshake_deadline);
+    }
+
+    /// Whether compressed input is waiting that this connection already read: the commands
+    /// it decodes to come without the connection waiting for its socket (a compression bomb),
+    /// so the command loop pauses between them too.
+    pub fn holds_input(&self) -> bool {
+        self.decoder.is_some() && !self.compressed.is_empty()
+    }
+
+    /// Lets other tasks run ([`Turn::pause`]).
+    pub async fn pause(&self) {
+        self.turn.pause().await;
     }
 
     /// The TLS connection's facts, once its handshake is done.
@@ -222,9 +279,10 @@ impl Input {
         self.compressed = leftover;
     }
 
-    /// Appends more plain bytes to `plain`: at most one socket read, one TLS record's worth, or
-    /// one decompression step (after which the task yields once if no read happened in this
-    /// call). `wake_writer` is called when TLS has records to send (handshake, alerts).
+    /// Appends more plain bytes to `plain`: at most one socket read ([`READ_BUF_BYTES`]), its
+    /// TLS plaintext, or one decompression step (after which, if this call did not read the
+    /// socket, the task pauses: [`Turn::pause`]). `wake_writer` is called when TLS has records
+    /// to send (handshake, alerts).
     pub async fn fill(
         &mut self,
         plain: &mut Vec<u8>,
@@ -240,7 +298,7 @@ impl Input {
                 self.compressed.drain(..step.consumed);
                 if step.produced > 0 {
                     if !read {
-                        yield_to_ring().await;
+                        self.turn.pause().await;
                     }
                     return Ok(Filled::Data);
                 }
@@ -259,27 +317,29 @@ impl Input {
             } else {
                 &mut *plain
             };
-            let got = match &self.tls {
-                Some(tls) => {
-                    let deadline = match self.handshake_deadline {
-                        Some(h) if tls.is_handshaking() => Some(deadline.map_or(h, |d| d.min(h))),
-                        _ => deadline,
-                    };
-                    tls_fill(
-                        tls,
-                        &self.socket,
-                        &mut self.raw,
-                        target,
-                        deadline,
-                        wake_writer,
-                    )
-                    .await?
-                }
-                None => self.socket.read_before(target, deadline).await?,
+            let got = if let Some(tls) = &self.tls {
+                let deadline = match self.handshake_deadline {
+                    Some(h) if tls.is_handshaking() => Some(deadline.map_or(h, |d| d.min(h))),
+                    _ => deadline,
+                };
+                tls_fill(
+                    tls,
+                    &self.socket,
+                    &mut self.raw,
+                    target,
+                    deadline,
+                    wake_writer,
+                )
+                .await?
+            } else {
+                self.socket.read_before(target, deadline).await?
             };
-            match got {
-                Filled::Data => read = true,
-                other => return Ok(other),
+            // A socket read, or TLS plaintext of at most one read: either way this call has
+            // done a read's worth of work, or waited for it.
+            read = true;
+            self.turn.waited();
+            if got != Filled::Data {
+                return Ok(got);
             }
             if self.decoder.is_none() {
                 return Ok(Filled::Data);

@@ -510,12 +510,18 @@ struct Load<'a> {
     addr: SocketAddr,
     tls: Option<Arc<rustls::ClientConfig>>,
     pid: Option<u32>,
-    topic: &'a str,
+    /// Publisher and consumer `i` use topic `i % topics.len()`.
+    topics: &'a [String],
     publishers: u64,
     consumers: u64,
 }
 
 impl Load<'_> {
+    fn topic(&self, i: u64) -> String {
+        let n = u64::try_from(self.topics.len()).unwrap();
+        self.topics[usize::try_from(i % n).unwrap()].clone()
+    }
+
     fn run(&self, secs: Option<u64>, budget: u64, consume_target: Option<u64>) -> Phase {
         let stop = Arc::new(AtomicBool::new(false));
         let received = Arc::new(AtomicU64::new(0));
@@ -526,22 +532,22 @@ impl Load<'_> {
         });
         let start = Instant::now();
         let consumer_threads: Vec<_> = (0..self.consumers)
-            .map(|_| {
+            .map(|i| {
                 let (stop, received, topic) = (
                     Arc::clone(&stop),
                     Arc::clone(&received),
-                    self.topic.to_owned(),
+                    self.topic(i),
                 );
                 let (addr, tls) = (self.addr, self.tls.clone());
                 thread::spawn(move || consumer(addr, tls.as_ref(), &topic, &stop, &received))
             })
             .collect();
         let publisher_threads: Vec<_> = (0..self.publishers)
-            .map(|_| {
+            .map(|i| {
                 let (stop, budget, topic) = (
                     Arc::clone(&stop),
                     Arc::clone(&budget),
-                    self.topic.to_owned(),
+                    self.topic(i),
                 );
                 let (addr, tls) = (self.addr, self.tls.clone());
                 thread::spawn(move || publisher(addr, tls.as_ref(), &topic, &stop, &budget))
@@ -653,11 +659,12 @@ fn run_target(
     ceiling: Option<&[f64; 3]>,
 ) -> [f64; 3] {
     let (addr, pid, tls) = target;
+    let names = ["bench_pub", "bench_pubsub", "bench_drain"].map(|t| vec![t.to_owned()]);
     let load = |topic: &'static str, publishers, consumers| Load {
         addr,
         tls: tls.clone(),
         pid,
-        topic,
+        topics: names.iter().find(|n| n[0] == topic).unwrap(),
         publishers,
         consumers,
     };

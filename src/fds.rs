@@ -16,12 +16,17 @@
 //!   ever, and the loop never spins (it backs off when even that fails).
 //!
 //! Every refusal is logged, at most once per [`REFUSAL_LOG_INTERVAL`] with a count.
-//! Single-threaded: `Cell`s, owned by the runtime thread that runs the listeners.
+//!
+//! Shards: descriptors are a process-wide resource, so one [`Admission`] per kind of client is
+//! shared by every shard's listeners (atomics; a mutex only for the spare and the refusal log,
+//! touched when refusing), and an [`Admitted`] place moves with its connection from shard to
+//! shard. The storage's share is split evenly between the shards (each thread's storage keeps
+//! its own file budget).
 
-use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::io;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Fewest descriptors kept out of the clients' reach.
@@ -130,53 +135,57 @@ pub fn is_fd_exhaustion(e: &io::Error) -> bool {
 #[derive(Debug)]
 pub struct Admission {
     what: &'static str,
-    live: Cell<usize>,
+    live: AtomicUsize,
     max: usize,
-    spare: RefCell<Option<File>>,
-    refused: Cell<u64>,
-    last_log: Cell<Option<Instant>>,
+    spare: Mutex<Option<File>>,
+    refused: AtomicU64,
+    last_log: Mutex<Option<Instant>>,
 }
 
 /// A live client connection; dropping it frees its place.
 #[derive(Debug)]
 pub struct Admitted {
-    admission: Rc<Admission>,
+    admission: Arc<Admission>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.admission.live.set(self.admission.live.get() - 1);
+        self.admission.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Admission {
     /// `what` names the listeners in log lines (`TCP`, `HTTP`).
-    pub fn new(what: &'static str, connections_max: usize) -> Rc<Self> {
-        Rc::new(Self {
+    pub fn new(what: &'static str, connections_max: usize) -> Arc<Self> {
+        Arc::new(Self {
             what,
-            live: Cell::new(0),
+            live: AtomicUsize::new(0),
             max: connections_max,
-            spare: RefCell::new(open_spare()),
-            refused: Cell::new(0),
-            last_log: Cell::new(None),
+            spare: Mutex::new(open_spare()),
+            refused: AtomicU64::new(0),
+            last_log: Mutex::new(None),
         })
     }
 
     /// Client connections open now.
     pub fn live(&self) -> usize {
-        self.live.get()
+        self.live.load(Ordering::Relaxed)
     }
 
     /// A place for a connection just accepted, or `None` (the caller closes it) when this
     /// kind's share of the budget is in use.
-    pub fn admit(self: &Rc<Self>) -> Option<Admitted> {
-        if self.live.get() >= self.max {
+    pub fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let taken = self
+            .live
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |live| {
+                (live < self.max).then_some(live + 1)
+            });
+        if taken.is_err() {
             self.log_refusal("connection limit reached");
             return None;
         }
-        self.live.set(self.live.get() + 1);
         Some(Admitted {
-            admission: Rc::clone(self),
+            admission: Arc::clone(self),
         })
     }
 
@@ -193,29 +202,36 @@ impl Admission {
             tokio::time::sleep(ACCEPT_BACKOFF).await;
             return;
         }
-        let had_spare = self.spare.borrow_mut().take().is_some();
+        let had_spare = self.take_spare().is_some();
         let cleared = had_spare && accept_and_drop().await.is_ok();
-        *self.spare.borrow_mut() = open_spare();
+        if let Ok(mut spare) = self.spare.lock() {
+            *spare = open_spare();
+        }
         self.log_refusal(&format!("accept failed - {e}"));
         if !cleared {
             tokio::time::sleep(ACCEPT_BACKOFF).await;
         }
     }
 
+    fn take_spare(&self) -> Option<File> {
+        self.spare.lock().ok().and_then(|mut spare| spare.take())
+    }
+
     fn log_refusal(&self, why: &str) {
-        self.refused.set(self.refused.get() + 1);
+        let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
-        let due = self
-            .last_log
-            .get()
-            .is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_INTERVAL);
+        let due = self.last_log.lock().is_ok_and(|mut last| {
+            let due = last.is_none_or(|at| now.duration_since(at) >= REFUSAL_LOG_INTERVAL);
+            if due {
+                *last = Some(now);
+            }
+            due
+        });
         if due {
-            self.last_log.set(Some(now));
             tracing::warn!(
-                "{}: refusing a connection ({why}; {} open, {} refused so far; file descriptor limit in use)",
+                "{}: refusing a connection ({why}; {} open, {refused} refused so far; file descriptor limit in use)",
                 self.what,
-                self.live.get(),
-                self.refused.get()
+                self.live()
             );
         }
     }
@@ -272,7 +288,7 @@ mod tests {
     /// Runs `refuse_one` for `e` with an accept that counts its calls; returns the count and
     /// whether the spare is held afterwards.
     fn refuse(a: &Admission, e: &io::Error) -> (usize, bool) {
-        let calls = Cell::new(0);
+        let calls = std::cell::Cell::new(0);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -281,18 +297,19 @@ mod tests {
             calls.set(calls.get() + 1);
             Ok(())
         }));
-        (calls.get(), a.spare.borrow().is_some())
+        let spare = a.spare.lock().is_ok_and(|s| s.is_some());
+        (calls.get(), spare)
     }
 
     #[test]
     fn emfile_accepts_and_closes_one_connection_with_the_spare() {
         let a = Admission::new("test", 2);
-        assert!(a.spare.borrow().is_some());
+        assert!(a.spare.lock().is_ok_and(|s| s.is_some()));
         let emfile = io::Error::from_raw_os_error(rustix::io::Errno::MFILE.raw_os_error());
         assert_eq!(refuse(&a, &emfile), (1, true));
         // Another error backs off without touching the waiting connection.
         assert_eq!(refuse(&a, &io::Error::other("x")), (0, true));
-        assert_eq!(a.refused.get(), 2);
+        assert_eq!(a.refused.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! `broker::topic::Topic::publish` (append to the topic's `ringsq_storage::Log`) →
 //! the log's writer task (one batched `io_uring` write, then fdatasync per policy).
 //! Channels are cursors over that log (`broker::channel`).
+//!
+//! Topics are spread over one `io_uring` runtime per core (`--shards`): `shard` is the
+//! boundary, and the only way from one shard's thread to another's.
 
 pub mod auth;
 pub mod broker;
@@ -16,6 +19,7 @@ pub mod node;
 pub mod options;
 pub mod protocol;
 pub mod server;
+pub mod shard;
 pub mod stats;
 pub mod tcp;
 pub mod tls;

@@ -1,4 +1,5 @@
-//! The `ringsq` binary: parse nsqd's flags, run the broker on `io_uring` until SIGTERM/SIGINT.
+//! The `ringsq` binary: parse nsqd's flags, run the broker (one `io_uring` runtime per shard)
+//! until SIGTERM/SIGINT.
 
 use ringsq::options::{self, Options, Parsed};
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     for key in &options.ignored_config_keys {
         tracing::warn!("config file: unknown key {key:?} ignored (as nsqd does)");
     }
-    let result = tokio_uring::start(ringsq::server::run(options, shutdown_signal()));
+    let result = ringsq::server::run(options, shutdown_signal());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,25 +1,26 @@
 //! Starting and stopping the broker: raise the descriptor limit, build the TLS configuration
-//! and the auth servers, lock the data directory, open every topic, bind the listeners (TCP or
-//! unix protocol listener, HTTP, HTTPS: [`crate::listen`]), serve until shutdown, then drain:
-//! stop accepting, close clients, flush and fsync every log, save every channel's state,
-//! release the lock.
+//! and the auth servers' TLS client, lock the data directory, start the shards
+//! ([`crate::shard`]: each opens the topics it owns), bind the listeners (TCP or unix protocol
+//! listener, HTTP, HTTPS: [`crate::listen`]), serve until shutdown, then drain: stop accepting,
+//! close clients, write `nsqd.dat`, flush and fsync every log and save every channel's state
+//! on every shard, release the lock.
 
-use crate::auth::AuthServers;
-use crate::broker::Broker;
+use crate::broker::events::Events;
+use crate::broker::BrokerError;
 use crate::fds::Admission;
 use crate::http::{HttpListener, HttpServer};
 use crate::listen;
 use crate::options::{Options, TlsRequired};
 use crate::protocol::Limits;
+use crate::shard::runner::{self, Start};
+use crate::shard::{Job, Link, Mesh, Shard};
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How long a clean shutdown waits for connections to flush before it goes on regardless.
-const SHUTDOWN_CLIENT_WAIT: Duration = Duration::from_secs(5);
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -41,6 +42,11 @@ pub enum ServerError {
     Broker(#[from] crate::broker::BrokerError),
     #[error("failed to build TLS config - {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("starting shard {shard}: {source}")]
+    Thread {
+        shard: usize,
+        source: std::io::Error,
+    },
 }
 
 /// nsqd's limits, as the protocol decoder wants them.
@@ -87,8 +93,9 @@ pub fn lock_data_path(path: &Path) -> Result<File, ServerError> {
     }
 }
 
-/// Runs the broker until `shutdown` resolves, then stops it cleanly.
-pub async fn run(
+/// Runs the broker until `shutdown` resolves, then stops it cleanly: every shard on its own
+/// thread, shard 0 (the control plane) on this one.
+pub fn run(
     mut options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServerError> {
@@ -102,32 +109,140 @@ pub async fn run(
     }
     let budget = descriptor_budget();
     let tls = crate::tls::server_config(&options)?;
-    let auth = auth_servers(&options)?;
-    let _lock = lock_data_path(&options.data_path)?;
-    let broker = Broker::open(options).await?;
-    let listeners = Listeners::bind(&broker.options, tls.is_some()).await?;
+    let auth_tls = auth_client(&options)?;
+    let lock = lock_data_path(&options.data_path)?;
+    let count = shard_count(&options, &lock);
+    let (mesh, inboxes) = Mesh::new(count);
+    let events = Events::default();
+    let admission = Admission::new("TCP", budget.protocol_connections_max);
+    let start = |index| Start {
+        index,
+        options: options.clone(),
+        mesh: Arc::clone(&mesh),
+        events: events.clone(),
+        tls: tls.clone(),
+        auth_tls: auth_tls.clone(),
+        admission: Arc::clone(&admission),
+    };
+    let mut inboxes = inboxes.into_iter();
+    let first_inbox = inboxes.next();
+    let mut threads = Vec::new();
+    let mut readies = Vec::new();
+    let mut spawned = Ok(());
+    for (i, inbox) in inboxes.enumerate() {
+        let (ready, is_ready) = oneshot::channel();
+        match runner::spawn(start(i + 1), inbox, ready) {
+            Ok(thread) => threads.push(thread),
+            Err(source) => {
+                spawned = Err(ServerError::Thread {
+                    shard: i + 1,
+                    source,
+                });
+                break;
+            }
+        }
+        readies.push(is_ready);
+    }
+    let result = match (spawned, first_inbox) {
+        (Ok(()), Some(inbox)) => runner::run_first(first(
+            start(0),
+            inbox,
+            readies,
+            budget.http_connections_max,
+            shutdown,
+        )),
+        (Err(e), _) => Err(e),
+        (Ok(()), None) => Ok(()),
+    };
+    if result.is_err() {
+        mesh.abort_all();
+    }
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::error!("a shard's thread panicked");
+        }
+    }
+    drop(lock);
+    result
+}
+
+/// How many shards: `--shards` (or one per CPU), and one if connections cannot move between
+/// shards here ([`crate::shard::handoff::probe`]).
+fn shard_count(o: &Options, lock: &File) -> usize {
+    let count = crate::shard::count(o.shards);
+    if count > 1 {
+        if let Err(e) = crate::shard::handoff::probe(lock) {
+            tracing::warn!(
+                "--shards: connections cannot move between threads here (pidfd_getfd: {e}); running one shard"
+            );
+            return 1;
+        }
+    }
+    tracing::info!("shards: {count} (topics spread over {count} io_uring runtime(s))");
+    count
+}
+
+/// Shard 0: opens its topics, waits for the other shards, writes `nsqd.dat`, binds the
+/// listeners and runs the control plane until `shutdown`; then stops every shard.
+async fn first(
+    start: Start,
+    inbox: mpsc::Receiver<Job>,
+    readies: Vec<oneshot::Receiver<Result<(), String>>>,
+    http_connections_max: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let opened = runner::open(start).await;
+    let mut failed = opened.as_ref().err().map(ToString::to_string);
+    for (i, ready) in readies.into_iter().enumerate() {
+        let reason = match ready.await {
+            Ok(Ok(())) => continue,
+            Ok(Err(reason)) => reason,
+            Err(_) => format!("shard {} ended", i + 1),
+        };
+        failed.get_or_insert(reason);
+    }
+    let shard = match (opened, failed) {
+        (Ok(shard), None) => shard,
+        (Err(e), _) => return Err(e.into()),
+        (Ok(_), Some(reason)) => return Err(BrokerError::Shard { reason }.into()),
+    };
+    runner::serve_first_inbox(inbox, &shard);
+    runner::start_loops(&shard);
+    shard.broker.persist_at_start().await;
+    serve(&shard, http_connections_max, shutdown).await?;
+    stop(&shard).await;
+    Ok(())
+}
+
+/// Binds the listeners and serves until `shutdown` resolves (shard 0).
+async fn serve(
+    shard: &Rc<Shard>,
+    http_connections_max: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    let broker = &shard.broker;
+    let tls = shard.frontend.tls.clone();
+    let listeners = Listeners::bind(&broker.link, &broker.options, tls.is_some()).await?;
     let node = crate::node::Node::new(
-        Rc::clone(&broker),
+        Rc::clone(broker),
         listeners.tcp_addr,
         listeners.http.as_ref().and_then(|(_, a)| *a),
         listeners.https.as_ref().and_then(|(_, a)| *a),
     );
-    tokio::task::spawn_local(Rc::clone(&broker).checkpoint_loop());
-    tokio::task::spawn_local(Rc::clone(&broker).recent_save_loop());
-    tokio::task::spawn_local(Rc::clone(&broker).metadata_loop());
+    *shard.node.borrow_mut() = Some(Rc::clone(&node));
+    tokio::task::spawn_local(Rc::clone(broker).metadata_loop());
     tokio::task::spawn_local(crate::loops::lookup::manager(Rc::clone(&node)));
     tokio::task::spawn_local(crate::loops::statsd::run(Rc::clone(&node)));
-    let http_admission = Admission::new("HTTP", budget.http_connections_max);
+    let http_admission = Admission::new("HTTP", http_connections_max);
     let http_stop = Rc::new(tokio::sync::Notify::new());
-    let o = &broker.options;
-    let plain_tls_required = o.tls_required == TlsRequired::Required;
+    let plain_tls_required = broker.options.tls_required == TlsRequired::Required;
     for (listener, https) in [(listeners.http, false), (listeners.https, true)] {
         let Some((listener, _)) = listener else {
             continue;
         };
         let server = Rc::new(HttpServer {
             node: Rc::clone(&node),
-            admission: Rc::clone(&http_admission),
+            admission: Arc::clone(&http_admission),
             tls: https
                 .then(|| tls.clone().map(tokio_rustls::TlsAcceptor::from))
                 .flatten(),
@@ -138,12 +253,11 @@ pub async fn run(
             crate::http::serve(listener, server, async move { stop.notified().await }).await;
         });
     }
-    let frontend = Rc::new(crate::tcp::Frontend::new(Rc::clone(&broker), tls, auth));
-    let admission = Admission::new("TCP", budget.protocol_connections_max);
+    let frontend = Rc::clone(&shard.frontend);
+    let admission = Arc::clone(&frontend.admission);
     crate::tcp::serve(listeners.tcp, frontend, admission, shutdown).await;
     tracing::info!("TCP: closing");
     http_stop.notify_waiters();
-    stop(&broker).await;
     Ok(())
 }
 
@@ -156,10 +270,24 @@ struct Listeners {
 }
 
 impl Listeners {
-    /// Binds `--tcp-address`, `--http-address` and (with a certificate) `--https-address`,
-    /// and logs where each listens (`<KIND>: listening on <addr or path>`, as nsqd).
-    async fn bind(o: &Options, tls: bool) -> Result<Self, ServerError> {
+    /// Binds `--tcp-address` (on every shard: shard 0 first, the others on its port),
+    /// `--http-address` and (with a certificate) `--https-address`, and logs where each listens
+    /// (`<KIND>: listening on <addr or path>`, as nsqd) once every shard listens.
+    async fn bind(link: &Link, o: &Options, tls: bool) -> Result<Self, ServerError> {
         let (tcp, tcp_addr) = listen::bind_protocol(&o.tcp_address)?;
+        if let Some(addr) = tcp_addr {
+            for shard in 1..link.place.count {
+                let bound = link
+                    .call(shard, move |s| async move { runner::listen(&s, addr) })
+                    .await
+                    .unwrap_or_else(|gone| Err(gone.to_string()));
+                bound.map_err(|reason| ServerError::Listen {
+                    flag: "--tcp-address",
+                    addr: addr.to_string(),
+                    reason,
+                })?;
+            }
+        }
         let http = listen::bind_http("--http-address", &o.http_address).await?;
         let https = if tls {
             listen::bind_http("--https-address", &o.https_address).await?
@@ -187,9 +315,9 @@ impl Listeners {
     }
 }
 
-/// The `--auth-http-address` servers, if any. Their TLS client uses `--tls-root-ca-file`, or
-/// the system's roots; without either, only `http://` auth servers can be used.
-fn auth_servers(o: &Options) -> Result<Option<Rc<AuthServers>>, ServerError> {
+/// The TLS client for the `--auth-http-address` servers, if any: `--tls-root-ca-file`, or the
+/// system's roots; without either, only `http://` auth servers can be used.
+fn auth_client(o: &Options) -> Result<Option<Arc<rustls::ClientConfig>>, ServerError> {
     if o.auth_http_addresses.is_empty() {
         return Ok(None);
     }
@@ -211,12 +339,7 @@ fn auth_servers(o: &Options) -> Result<Option<Rc<AuthServers>>, ServerError> {
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Some(Rc::new(AuthServers::new(
-        o.auth_http_addresses.clone(),
-        o.http_client_connect_timeout,
-        o.http_client_request_timeout,
-        tls,
-    ))))
+    Ok(Some(tls))
 }
 
 /// Raises the descriptor limit (logging it) and returns how many client connections it leaves
@@ -251,17 +374,27 @@ fn descriptor_budget() -> crate::fds::Budget {
     budget
 }
 
-async fn stop(broker: &Rc<Broker>) {
-    broker.exiting.set(true);
-    let clients: Vec<_> = broker.clients.borrow().values().cloned().collect();
-    for c in &clients {
-        c.closed.set(true);
-        c.wake.notify_one();
+/// The clean stop, from shard 0 (see [`crate::shard::runner`]): every shard's connections
+/// closed, `nsqd.dat` written while every shard answers, every other shard closed, then ours.
+async fn stop(shard: &Rc<Shard>) {
+    let link = &shard.broker.link;
+    link.call_all(runner::stop_clients).await;
+    if let Err(e) = shard.broker.persist_metadata().await {
+        tracing::error!("failed to persist metadata - {e}");
     }
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_CLIENT_WAIT;
-    while !broker.clients.borrow().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut closing = Vec::new();
+    for other in 1..link.place.count {
+        closing.push(runner::start_close(link, other).await);
     }
-    broker.close().await;
+    for closed in closing {
+        let closed = match closed {
+            Ok(rx) => rx.await.map_err(|_| crate::shard::Gone),
+            Err(gone) => Err(gone),
+        };
+        if closed.is_err() {
+            tracing::error!("a shard stopped before closing its topics");
+        }
+    }
+    shard.broker.close().await;
     tracing::info!("ringsq: exited cleanly");
 }

@@ -164,38 +164,32 @@ pub struct Filter {
     pub include_clients: bool,
 }
 
-/// nsqd's `GetStats`.
-pub fn collect(broker: &Broker, filter: &Filter) -> Stats {
+/// This shard's part of nsqd's `GetStats` topics: every topic it owns, or the one a `topic=`
+/// filter names (`None` when it has no such topic). [`crate::shard::gather::stats`] merges
+/// the parts of every shard.
+pub fn topics_local(broker: &Broker, filter: &Filter) -> Option<Vec<TopicStats>> {
     let topics: Vec<Rc<Topic>> = if filter.topic.is_empty() {
         broker.topics()
-    } else if let Some(t) = broker.get_topic(&filter.topic) {
-        vec![t]
     } else {
-        return Stats {
-            topics: None,
-            producers: None,
-        };
+        vec![broker.get_topic(&filter.topic)?]
     };
-    let topics = topics
-        .iter()
-        .filter_map(|t| topic_stats(t, filter))
-        .collect();
-    let producers = if filter.include_clients {
-        let mut clients: Vec<Rc<Client>> = broker.clients.borrow().values().cloned().collect();
-        clients.sort_by_key(|c| c.id);
-        let p: Vec<ClientStats> = clients
+    Some(
+        topics
             .iter()
-            .filter(|c| !c.pub_counts.borrow().is_empty())
-            .map(|c| client_stats(c, &filter.topic))
-            .collect();
-        (!p.is_empty()).then_some(p)
-    } else {
-        None
-    };
-    Stats {
-        topics: Some(topics),
-        producers,
-    }
+            .filter_map(|t| topic_stats(t, filter))
+            .collect(),
+    )
+}
+
+/// This shard's producers (clients that published), with their client ids (nsqd lists them
+/// in id order).
+pub fn producers_local(broker: &Broker, topic: &str) -> Vec<(u64, ClientStats)> {
+    let clients: Vec<Rc<Client>> = broker.clients.borrow().values().cloned().collect();
+    clients
+        .iter()
+        .filter(|c| !c.pub_counts.borrow().is_empty())
+        .map(|c| (c.id, client_stats(c, topic)))
+        .collect()
 }
 
 fn topic_stats(topic: &Topic, filter: &Filter) -> Option<TopicStats> {

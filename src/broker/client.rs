@@ -8,10 +8,12 @@
 //! output buffer is full, when the client can take no more, or after `output_buffer_timeout`.
 
 use crate::protocol::{self, ProtocolError};
+use crate::shard::forward::Answer;
 use ringsq_storage::{Log, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 use tokio::sync::Notify;
 
@@ -43,6 +45,9 @@ pub enum Codec {
 pub enum Reply {
     /// Sent as soon as everything before it has been.
     Frame(Vec<u8>),
+    /// A fatal error frame: sent after everything before it, then the connection closes
+    /// (nothing queued after it is sent, as nsqd closes at once).
+    Fatal(Vec<u8>),
     /// From here on the connection's output goes through this codec.
     StartCodec(Codec),
     /// From here on the connection's output goes through TLS.
@@ -53,6 +58,14 @@ pub enum Reply {
         log: Log<UringIo>,
         ticket: Ticket,
         synced: bool,
+        failed_code: &'static str,
+        command: &'static str,
+    },
+    /// A publish forwarded to the shard that owns its topic: `OK` once item `index` of the
+    /// owner's answer is in and says so; else the error frame, as for `Durable`.
+    Remote {
+        answer: Rc<Answer>,
+        index: usize,
         failed_code: &'static str,
         command: &'static str,
     },
@@ -99,6 +112,28 @@ pub struct Client {
     /// Signalled by the writer after each flush (back-pressure for a pipelining publisher).
     pub drained: Notify,
     pub closed: Cell<bool>,
+    /// The connection is moving to another shard: the writer flushes what is queued and stops,
+    /// leaving the socket open.
+    pub moving: Cell<bool>,
+}
+
+/// A client's state as it moves to another shard (sendable; rebuilt there by
+/// [`Client::from_parts`]). Only a connection that has not subscribed moves: nothing is in
+/// flight, its RDY count is 0.
+#[derive(Debug)]
+pub struct ClientParts {
+    pub id: u64,
+    pub remote: SocketAddr,
+    pub connected_at_unix_s: u64,
+    pub settings: ClientSettings,
+    pub state: ClientState,
+    pub message_count: u64,
+    pub finish_count: u64,
+    pub requeue_count: u64,
+    pub pub_counts: Vec<(String, u64)>,
+    pub codec: Option<Codec>,
+    pub tls: Option<crate::tls::TlsInfo>,
+    pub auth: Option<crate::auth::AuthIdentity>,
 }
 
 impl Client {
@@ -122,7 +157,45 @@ impl Client {
             wake: super::wake::Wake::new(),
             drained: Notify::new(),
             closed: Cell::new(false),
+            moving: Cell::new(false),
         }
+    }
+
+    /// What moves with the connection (see [`ClientParts`]).
+    pub fn to_parts(&self) -> ClientParts {
+        ClientParts {
+            id: self.id,
+            remote: self.remote,
+            connected_at_unix_s: self.connected_at_unix_s,
+            settings: self.settings.borrow().clone(),
+            state: self.state.get(),
+            message_count: self.message_count.get(),
+            finish_count: self.finish_count.get(),
+            requeue_count: self.requeue_count.get(),
+            pub_counts: self.pub_counts.borrow().clone(),
+            codec: self.codec.get(),
+            tls: self.tls.borrow().clone(),
+            auth: self.auth.borrow().clone(),
+        }
+    }
+
+    /// The client again, on the shard it moved to.
+    pub fn from_parts(parts: ClientParts) -> Self {
+        let client = Self::new(
+            parts.id,
+            parts.remote,
+            parts.settings,
+            parts.connected_at_unix_s,
+        );
+        client.state.set(parts.state);
+        client.message_count.set(parts.message_count);
+        client.finish_count.set(parts.finish_count);
+        client.requeue_count.set(parts.requeue_count);
+        *client.pub_counts.borrow_mut() = parts.pub_counts;
+        client.codec.set(parts.codec);
+        *client.tls.borrow_mut() = parts.tls;
+        *client.auth.borrow_mut() = parts.auth;
+        client
     }
 
     /// nsqd's `IsReadyForMessages`: RDY is a window over the messages in flight.
@@ -139,14 +212,16 @@ impl Client {
         self.push_reply(Reply::Frame(frame));
     }
 
-    /// Queue an error frame; a fatal one closes the connection once it is flushed.
+    /// Queue an error frame; a fatal one closes the connection once it is flushed (after the
+    /// replies queued before it: a fatal error never overtakes an `OK` still waiting).
     pub fn respond_error(&self, err: &ProtocolError) {
         let mut frame = Vec::new();
         protocol::write_error(&mut frame, err);
-        if err.fatal {
-            self.outbox.borrow_mut().close_after_flush = true;
-        }
-        self.push_reply(Reply::Frame(frame));
+        self.push_reply(if err.fatal {
+            Reply::Fatal(frame)
+        } else {
+            Reply::Frame(frame)
+        });
     }
 
     pub fn push_reply(&self, reply: Reply) {
@@ -155,6 +230,11 @@ impl Client {
             Reply::Frame(frame) if out.replies.is_empty() => {
                 out.buf.extend_from_slice(&frame);
                 out.urgent = true;
+            }
+            Reply::Fatal(frame) if out.replies.is_empty() => {
+                out.buf.extend_from_slice(&frame);
+                out.urgent = true;
+                out.close_after_flush = true;
             }
             Reply::StartCodec(codec) if out.replies.is_empty() => {
                 out.codec_at = Some((out.buf.len(), codec));

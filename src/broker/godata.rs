@@ -53,8 +53,11 @@ impl Broker {
             return Ok(());
         };
         let mut by_topic: BTreeMap<String, Vec<GoQueue>> = BTreeMap::new();
+        // Each shard takes over the queues of the topics it owns.
         for queue in find_queues(&data)? {
-            by_topic.entry(queue.topic.clone()).or_default().push(queue);
+            if self.cfg.place.owns(&queue.topic) {
+                by_topic.entry(queue.topic.clone()).or_default().push(queue);
+            }
         }
         for (topic, mut queues) in by_topic {
             // Channel queues first (each a range for one channel), the topic's own queue last.

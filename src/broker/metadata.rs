@@ -7,6 +7,10 @@
 //! written. Writes go through `ringsq_storage::atomic_write` (temp, fsync, rename, fsync dir),
 //! one at a time (the temp name is fixed), and always from the broker's current state, so the
 //! last write wins with the newest picture.
+//!
+//! Shards: every shard reads the file at start and creates the topics it owns; only shard 0
+//! writes it, from every shard's picture ([`crate::shard::gather::metadata`]), and never from
+//! a partial one (a shard that does not answer fails the write).
 
 use super::{paths, Broker, BrokerError};
 use crate::protocol::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
@@ -32,27 +36,27 @@ struct MetaFile {
     version: String,
 }
 
+/// One topic as `nsqd.dat` holds it.
 #[derive(Debug, Serialize, Deserialize)]
-struct MetaTopic {
+pub struct MetaTopic {
     #[serde(default)]
     channels: Option<Vec<MetaChannel>>,
-    name: String,
+    pub name: String,
     #[serde(default)]
     paused: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct MetaChannel {
+pub struct MetaChannel {
     name: String,
     #[serde(default)]
     paused: bool,
 }
 
 impl Broker {
-    /// The current picture as `nsqd.dat` bytes.
-    fn metadata_bytes(&self) -> Vec<u8> {
-        let topics = self
-            .topics()
+    /// This shard's topics and channels as `nsqd.dat` holds them (ephemeral ones are not).
+    pub fn meta_topics(&self) -> Vec<MetaTopic> {
+        self.topics()
             .iter()
             .filter(|t| !t.ephemeral && !t.deleted.get())
             .map(|t| MetaTopic {
@@ -69,22 +73,39 @@ impl Broker {
                 name: t.name.clone(),
                 paused: t.paused.get(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// Every shard's picture as `nsqd.dat` bytes.
+    async fn metadata_bytes(&self) -> Result<Vec<u8>, BrokerError> {
+        let topics = crate::shard::gather::metadata(&self.link)
+            .await
+            .map_err(|_| BrokerError::Exiting)?;
         let file = MetaFile {
             topics: Some(topics),
             version: METADATA_VERSION.to_owned(),
         };
-        serde_json::to_vec(&file).unwrap_or_default()
+        Ok(serde_json::to_vec(&file).unwrap_or_default())
     }
 
-    /// Rewrites `nsqd.dat` from the current state (no-op without a data directory).
+    /// Rewrites `nsqd.dat` from the current state of every shard (no-op without a data
+    /// directory, and on any shard but 0).
     pub async fn persist_metadata(&self) -> Result<(), BrokerError> {
         let Some(data) = self.cfg.data_path.clone() else {
             return Ok(());
         };
+        if !self.cfg.place.is_first() {
+            return Ok(());
+        }
         let _one_writer = self.metadata_lock.lock().await;
         // Taken after the lock: a writer that waited writes the newest picture.
-        let bytes = self.metadata_bytes();
+        let bytes = match self.metadata_bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.metadata_dirty.set(true);
+                return Err(e);
+            }
+        };
         let path = paths::metadata_file(&data);
         let written = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
         // Behind until a write of the newest picture succeeds (the metadata loop retries).
@@ -107,13 +128,19 @@ impl Broker {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        let first = self.cfg.place.is_first();
         for t in file.topics.unwrap_or_default() {
             if !is_valid_topic_name(t.name.as_bytes()) || is_ephemeral(&t.name) {
-                tracing::warn!(
-                    "skipping creation of invalid topic {:?} from {}",
-                    t.name,
-                    path.display()
-                );
+                if first {
+                    tracing::warn!(
+                        "skipping creation of invalid topic {:?} from {}",
+                        t.name,
+                        path.display()
+                    );
+                }
+                continue;
+            }
+            if !self.cfg.place.owns(&t.name) {
                 continue;
             }
             // A topic or channel that cannot be created now (a full disk) does not stop the

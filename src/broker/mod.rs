@@ -1,8 +1,11 @@
-//! The broker: the topic map and everything shared by the TCP and HTTP front ends.
+//! The broker: one shard's topic map and everything shared by its TCP and HTTP front ends.
 //!
-//! All of it lives on one thread (tokio-uring's runtime), so state is `Rc` + `Cell`/`RefCell`,
-//! never locks; no `RefCell` borrow is held across an `.await`.
+//! All of it lives on one thread (the shard's tokio-uring runtime), so state is `Rc` +
+//! `Cell`/`RefCell`, never locks; no `RefCell` borrow is held across an `.await`. A broker
+//! holds only the topics its shard owns ([`crate::shard::owner`]); it reaches the other shards
+//! through its [`Link`] (`nsqd.dat` is written from every shard's picture, by shard 0).
 
+pub mod admin;
 pub mod channel;
 pub mod client;
 pub mod e2e;
@@ -17,6 +20,7 @@ pub mod topic;
 pub mod wake;
 
 use crate::options::Options;
+use crate::shard::{Link, Place};
 use client::Client;
 use events::{Events, MetaEvent};
 use ringsq_storage::{Io, Log, LogConfig, UringIo};
@@ -57,8 +61,11 @@ pub struct BrokerConfig {
     pub retention: Duration,
     /// ringsq's `--max-topic-bytes` (0: no bound).
     pub max_topic_bytes: u64,
-    /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops).
+    /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops): one channel
+    /// shared by every shard, received on shard 0.
     pub events: Events,
+    /// This shard among the others.
+    pub place: Place,
     pub e2e: e2e::E2eConfig,
 }
 
@@ -71,7 +78,7 @@ const TOPIC_CACHE_BYTES_MAX: usize = 16 << 20;
 const RECENT_SAVE_PERIOD: Duration = Duration::from_millis(100);
 
 impl BrokerConfig {
-    pub fn from_options(o: &Options) -> Self {
+    pub fn from_options(o: &Options, place: Place, events: Events) -> Self {
         let record_size_max = o
             .max_msg_size
             .saturating_add(u64::try_from(message::MESSAGE_HEADER_BYTES).unwrap_or(u64::MAX));
@@ -93,7 +100,8 @@ impl BrokerConfig {
             sync_timeout: o.sync_timeout,
             retention: o.retention,
             max_topic_bytes: o.max_topic_bytes,
-            events: Events::default(),
+            events,
+            place,
             e2e: e2e::E2eConfig {
                 percentiles: o.e2e_processing_latency_percentiles.clone(),
                 window: o.e2e_processing_latency_window_time,
@@ -116,6 +124,9 @@ pub enum BrokerError {
     Metadata { path: PathBuf, reason: String },
     #[error("exiting")]
     Exiting,
+    /// Another shard failed to open (its error, as text: it came from another thread).
+    #[error("{reason}")]
+    Shard { reason: String },
 }
 
 /// Where a new topic learns the channels it starts with (nsqd asks nsqlookupd in `GetTopic`).
@@ -129,13 +140,14 @@ pub trait KnownChannels: std::fmt::Debug {
 pub struct Broker {
     pub cfg: Rc<BrokerConfig>,
     pub options: Rc<Options>,
+    /// The way to the other shards.
+    pub link: Rc<Link>,
     topics: RefCell<BTreeMap<String, Rc<Topic>>>,
     create_lock: tokio::sync::Mutex<()>,
     /// One `nsqd.dat` write at a time.
     metadata_lock: tokio::sync::Mutex<()>,
     /// `nsqd.dat` is behind the broker's state (a write failed, or changes wait to be written).
     metadata_dirty: Cell<bool>,
-    next_client_id: Cell<u64>,
     pub clients: RefCell<HashMap<u64, Rc<Client>>>,
     pub exiting: Cell<bool>,
     pub start_unix_s: u64,
@@ -143,17 +155,22 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the data directory and every topic and channel found in it.
-    pub async fn open(options: Options) -> Result<Rc<Self>, BrokerError> {
-        let cfg = Rc::new(BrokerConfig::from_options(&options));
+    /// Opens the data directory and every topic and channel in it that this shard owns (the
+    /// caller then writes `nsqd.dat` back, once every shard is open: [`Broker::persist_at_start`]).
+    pub async fn open(
+        options: Options,
+        link: Link,
+        events: Events,
+    ) -> Result<Rc<Self>, BrokerError> {
+        let cfg = Rc::new(BrokerConfig::from_options(&options, link.place, events));
         let broker = Rc::new(Self {
             cfg,
             options: Rc::new(options),
+            link: Rc::new(link),
             topics: RefCell::new(BTreeMap::new()),
             create_lock: tokio::sync::Mutex::new(()),
             metadata_lock: tokio::sync::Mutex::new(()),
             metadata_dirty: Cell::new(false),
-            next_client_id: Cell::new(1),
             clients: RefCell::new(HashMap::new()),
             exiting: Cell::new(false),
             start_unix_s: guid::now_ns() / 1_000_000_000,
@@ -168,25 +185,34 @@ impl Broker {
             ),
             other => other?,
         }
-        // As nsqd: write the file back at once (a Go-written one becomes ours). Unlike nsqd, a
-        // failure (a full disk) does not stop the start: the metadata loop writes it later.
-        if let Err(e) = broker.persist_metadata().await {
-            tracing::error!("failed to persist metadata - {e} (retrying in the background)");
-            broker.metadata_dirty.set(true);
-        }
         Ok(broker)
     }
 
-    /// Sizes the storage's file budget from the process's descriptor limit (its share of
-    /// [`crate::fds::Budget`]).
+    /// As nsqd at start: writes `nsqd.dat` back at once (a Go-written one becomes ours), from
+    /// every shard's picture (shard 0, once all are open). Unlike nsqd, a failure (a full disk)
+    /// does not stop the start: the metadata loop writes it later.
+    pub async fn persist_at_start(&self) {
+        if let Err(e) = self.persist_metadata().await {
+            tracing::error!("failed to persist metadata - {e} (retrying in the background)");
+            self.metadata_dirty.set(true);
+        }
+    }
+
+    /// Sizes this shard's storage file budget from the process's descriptor limit: its share
+    /// of [`crate::fds::Budget`], split evenly between the shards (each thread's storage has
+    /// its own budget).
     fn budget_files(&self) {
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-        let budget = crate::fds::Budget::for_limit(limit).files_open_max;
+        let place = self.cfg.place;
+        let budget = (crate::fds::Budget::for_limit(limit).files_open_max / place.count).max(1);
         self.cfg.io.files().set_open_max(budget);
-        tracing::info!(
-            "file descriptors: limit {}, storage keeps at most {budget} files open",
-            limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string())
-        );
+        if place.is_first() {
+            tracing::info!(
+                "file descriptors: limit {}, storage keeps at most {} files open ({budget} per shard)",
+                limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string()),
+                budget * place.count
+            );
+        }
     }
 
     async fn load(&self) -> Result<(), BrokerError> {
@@ -209,7 +235,14 @@ impl Broker {
             if !crate::protocol::is_valid_topic_name(name.as_bytes())
                 || crate::protocol::is_ephemeral(&name)
             {
-                tracing::warn!("skipping {name:?} in the data directory: not a valid topic name");
+                if self.cfg.place.is_first() {
+                    tracing::warn!(
+                        "skipping {name:?} in the data directory: not a valid topic name"
+                    );
+                }
+                continue;
+            }
+            if !self.cfg.place.owns(&name) {
                 continue;
             }
             let topic = self.open_topic(&name).await?;
@@ -315,8 +348,11 @@ impl Broker {
         }
     }
 
-    /// Deletes a topic: its channels, its log and its directory.
+    /// Deletes a topic: its channels, its log and its directory. Under the create lock: a
+    /// publish that recreates the topic meanwhile waits until the old directory is gone (it
+    /// would otherwise open its new log in a directory about to be removed).
     pub async fn delete_topic(&self, name: &str) -> bool {
+        let _no_create_meanwhile = self.create_lock.lock().await;
         let Some(topic) = self.topics.borrow_mut().remove(name) else {
             return false;
         };
@@ -339,10 +375,10 @@ impl Broker {
         true
     }
 
+    /// A client id no other connection of this process has (connections move between shards).
     pub fn next_client_id(&self) -> u64 {
-        let id = self.next_client_id.get();
-        self.next_client_id.set(id + 1);
-        id
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The periodic sync point: channel states saved, retention applied. Runs until exit.
@@ -385,12 +421,10 @@ impl Broker {
         }
     }
 
-    /// Clean shutdown: every log flushed and fsynced, every channel's state saved.
+    /// Clean shutdown: every log flushed and fsynced, every channel's state saved. (`nsqd.dat`
+    /// is written before, while every shard can still answer: see `server::stop`.)
     pub async fn close(&self) {
         self.exiting.set(true);
-        if let Err(e) = self.persist_metadata().await {
-            tracing::error!("failed to persist metadata - {e}");
-        }
         for_each_topic(self.topics(), |topic| async move { topic.close().await }).await;
     }
 }

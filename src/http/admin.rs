@@ -6,28 +6,26 @@
 
 use super::response::{self, ApiError, ApiResult, Resp};
 use super::Req;
-use crate::broker::channel::Channel;
-use crate::broker::topic::Topic;
+use crate::broker::admin::{on_owner, InvalidSince, OpError, TopicOp};
 use crate::broker::Broker;
 use crate::node::Node;
 use crate::protocol::{is_valid_channel_name, is_valid_topic_name};
 use crate::stats::NSQD_VERSION;
 use hyper::StatusCode;
 use serde::Serialize;
-use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-/// `GET /ping`: `OK`, or `500 NOK - <error>` while a log is failing.
-pub fn ping(broker: &Broker) -> Resp {
-    match broker.health() {
+/// `GET /ping`: `OK`, or `500 NOK - <error>` while a log (of any shard) is failing.
+pub async fn ping(broker: &Broker) -> Resp {
+    match crate::shard::gather::health(&broker.link).await {
         Ok(()) => response::plain(StatusCode::OK, "OK"),
         Err(e) => response::plain(StatusCode::INTERNAL_SERVER_ERROR, format!("NOK - {e}")),
     }
 }
 
-/// nsqd's health string for `/stats`.
-pub fn health_text(broker: &Broker) -> String {
-    match broker.health() {
+/// nsqd's health string for `/stats` (every shard's).
+pub async fn health_text(broker: &Broker) -> String {
+    match crate::shard::gather::health(&broker.link).await {
         Ok(()) => "OK".to_owned(),
         Err(e) => format!("NOK - {e}"),
     }
@@ -82,15 +80,19 @@ fn topic_param(req: &Req) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))
 }
 
-fn existing_topic(broker: &Broker, name: &str) -> Result<Rc<Topic>, ApiError> {
-    broker
-        .get_topic(name)
-        .ok_or_else(|| ApiError::new(404, "TOPIC_NOT_FOUND"))
-}
-
 fn internal(e: &dyn std::fmt::Display) -> ApiError {
     tracing::error!("HTTP: {e}");
     ApiError::new(500, "INTERNAL_ERROR")
+}
+
+/// Runs `op` on the topic's owner; nsqd's statuses for what went wrong.
+async fn run(broker: &Broker, topic: &str, op: TopicOp) -> Result<(), ApiError> {
+    on_owner(broker, topic, op).await.map_err(|e| match e {
+        OpError::TopicNotFound => ApiError::new(404, "TOPIC_NOT_FOUND"),
+        OpError::ChannelNotFound => ApiError::new(404, "CHANNEL_NOT_FOUND"),
+        OpError::InvalidSince => ApiError::bad_request("INVALID_ARG_SINCE"),
+        OpError::Internal(e) => internal(&e),
+    })
 }
 
 async fn persist(broker: &Broker) {
@@ -101,37 +103,29 @@ async fn persist(broker: &Broker) {
 
 pub async fn topic_create(broker: &Broker, req: &Req) -> ApiResult {
     let name = super::publish::topic_name(req)?;
-    broker.topic(&name).await.map_err(|e| internal(&e))?;
+    run(broker, &name, TopicOp::Create).await?;
     Ok(response::empty())
 }
 
 pub async fn topic_delete(broker: &Broker, req: &Req) -> ApiResult {
     let name = topic_param(req)?;
-    if !broker.delete_topic(&name).await {
-        return Err(ApiError::new(404, "TOPIC_NOT_FOUND"));
-    }
+    run(broker, &name, TopicOp::Delete).await?;
     // At once (not with the background rewrite): a crash must not bring the topic back.
     persist(broker).await;
     Ok(response::empty())
 }
 
-pub fn topic_empty(broker: &Broker, req: &Req) -> ApiResult {
+pub async fn topic_empty(broker: &Broker, req: &Req) -> ApiResult {
     let name = super::publish::topic_name(req)?;
-    existing_topic(broker, &name)?.empty();
+    run(broker, &name, TopicOp::Empty).await?;
     Ok(response::empty())
 }
 
 pub async fn topic_pause(broker: &Broker, req: &Req, paused: bool) -> ApiResult {
     let name = topic_param(req)?;
-    existing_topic(broker, &name)?.pause(paused);
+    run(broker, &name, TopicOp::Pause(paused)).await?;
     persist(broker).await;
     Ok(response::empty())
-}
-
-/// nsqd's `GetTopicChannelArgs` + `GetExistingTopic`.
-fn topic_and_channel(broker: &Broker, req: &Req) -> Result<(Rc<Topic>, String), ApiError> {
-    let (topic, channel) = topic_and_channel_args(req)?;
-    Ok((existing_topic(broker, &topic)?, channel))
 }
 
 /// nsqd's `GetTopicChannelArgs`.
@@ -180,27 +174,13 @@ fn parse_since(raw: &str) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_nanos(u64::try_from(ns).ok()?))
 }
 
-fn existing_channel(topic: &Topic, name: &str) -> Result<Rc<Channel>, ApiError> {
-    topic
-        .get_channel(name)
-        .ok_or_else(|| ApiError::new(404, "CHANNEL_NOT_FOUND"))
-}
-
 /// `POST /channel/create?topic=&channel=[&since=]`: with ringsq's `since`, a new channel starts
 /// at what was published since then instead of the tail (an existing channel is left as it is).
 pub async fn channel_create(broker: &Broker, req: &Req) -> ApiResult {
-    let (topic, channel) = topic_and_channel(broker, req)?;
-    let since = since_param(req)?;
-    let (channel, created) = topic
-        .channel_created(&channel)
-        .await
-        .map_err(|e| internal(&e))?;
-    if let (Some(since), true) = (since, created) {
-        topic
-            .rewind_channel(&channel, since)
-            .await
-            .map_err(|e| internal(&e))?;
-    }
+    let (topic, channel) = topic_and_channel_args(req)?;
+    // Checked on the owner once the topic is known to exist (a missing topic is a 404 first).
+    let since = since_param(req).map_err(|_| InvalidSince);
+    run(broker, &topic, TopicOp::ChannelCreate { channel, since }).await?;
     Ok(response::empty())
 }
 
@@ -210,41 +190,26 @@ pub async fn channel_create(broker: &Broker, req: &Req) -> ApiResult {
 pub async fn channel_rewind(broker: &Broker, req: &Req) -> ApiResult {
     let (topic, channel) = topic_and_channel_args(req)?;
     let since = since_param(req)?.ok_or_else(|| ApiError::bad_request("MISSING_ARG_SINCE"))?;
-    let topic = existing_topic(broker, &topic)?;
-    let channel = existing_channel(&topic, &channel)?;
-    topic
-        .rewind_channel(&channel, since)
-        .await
-        .map_err(|e| internal(&e))?;
+    run(broker, &topic, TopicOp::ChannelRewind { channel, since }).await?;
     Ok(response::empty())
 }
 
 pub async fn channel_delete(broker: &Broker, req: &Req) -> ApiResult {
-    let (topic, channel) = topic_and_channel(broker, req)?;
-    if !topic.delete_channel(&channel) {
-        return Err(ApiError::new(404, "CHANNEL_NOT_FOUND"));
-    }
-    // nsqd: an ephemeral topic goes with its last channel.
-    if topic.ephemeral && topic.channels().is_empty() {
-        broker.delete_topic(&topic.name).await;
-    }
+    let (topic, channel) = topic_and_channel_args(req)?;
+    run(broker, &topic, TopicOp::ChannelDelete(channel)).await?;
     persist(broker).await;
     Ok(response::empty())
 }
 
-pub fn channel_empty(broker: &Broker, req: &Req) -> ApiResult {
-    let (topic, channel) = topic_and_channel(broker, req)?;
-    existing_channel(&topic, &channel)?.empty();
+pub async fn channel_empty(broker: &Broker, req: &Req) -> ApiResult {
+    let (topic, channel) = topic_and_channel_args(req)?;
+    run(broker, &topic, TopicOp::ChannelEmpty(channel)).await?;
     Ok(response::empty())
 }
 
 pub async fn channel_pause(broker: &Broker, req: &Req, paused: bool) -> ApiResult {
-    let (topic, channel) = topic_and_channel(broker, req)?;
-    let channel = existing_channel(&topic, &channel)?;
-    channel.paused.set(paused);
-    if !paused {
-        channel.wake();
-    }
+    let (topic, channel) = topic_and_channel_args(req)?;
+    run(broker, &topic, TopicOp::ChannelPause { channel, paused }).await?;
     persist(broker).await;
     Ok(response::empty())
 }

@@ -5,7 +5,7 @@
 
 use super::response::{self, Resp};
 use crate::broker::Broker;
-use crate::stats::{self, ChannelStats, Filter, TopicStats};
+use crate::stats::{ChannelStats, Filter, TopicStats};
 use std::fmt::Write as _;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -137,12 +137,12 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(broker: &Broker) -> String {
+pub async fn render(broker: &Broker) -> String {
     let filter = Filter::default();
-    let snapshot = stats::collect(broker, &filter);
+    let snapshot = crate::shard::gather::stats(&broker.link, &filter).await;
     let topics = snapshot.topics.unwrap_or_default();
     let mut w = String::new();
-    let healthy = u8::from(broker.health().is_ok());
+    let healthy = u8::from(crate::shard::gather::health(&broker.link).await.is_ok());
     let _ = writeln!(
         w,
         "# HELP nsq_healthy 1 while every log accepts writes (/ping OK)."
@@ -233,6 +233,6 @@ fn e2e_metrics(w: &mut String, topics: &[TopicStats]) {
     let _ = write!(w, "# TYPE nsq_e2e_processing_latency_count gauge\n{counts}");
 }
 
-pub fn metrics(broker: &Broker) -> Resp {
-    response::typed(CONTENT_TYPE, render(broker))
+pub async fn metrics(broker: &Broker) -> Resp {
+    response::typed(CONTENT_TYPE, render(broker).await)
 }

@@ -1,6 +1,7 @@
-//! nsqd's HTTP API (NSQ.md §1.5) on hyper 1, served from `tokio::net` inside the same
-//! single-threaded tokio-uring runtime as everything else: one `spawn_local` task per
-//! connection, `Rc` state, nothing `Send`.
+//! nsqd's HTTP API (NSQ.md §1.5) on hyper 1, served from `tokio::net` inside shard 0's
+//! tokio-uring runtime: one `spawn_local` task per connection, `Rc` state, nothing `Send`.
+//! What concerns a topic runs on the shard that owns it; `/stats`, `/metrics` and `/ping` are
+//! gathered from every shard ([`crate::shard`]).
 //!
 //! - `mod.rs`: accept loop and router (httprouter's rules: an unknown path is
 //!   `404 NOT_FOUND`, a known path with another method `405 METHOD_NOT_ALLOWED` with an `Allow`
@@ -99,7 +100,7 @@ impl Drop for HttpListener {
 /// How one listener serves: plain HTTP or HTTPS.
 pub struct HttpServer {
     pub node: Rc<Node>,
-    pub admission: Rc<crate::fds::Admission>,
+    pub admission: std::sync::Arc<crate::fds::Admission>,
     /// HTTPS: every connection starts with a TLS handshake.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Plain HTTP with `--tls-required=true`: every request is `403 TLS_REQUIRED`.
@@ -298,20 +299,20 @@ async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
     }
     let broker = &node.broker;
     match req.path.as_str() {
-        "/ping" => Ok(admin::ping(broker)),
+        "/ping" => Ok(admin::ping(broker).await),
         "/info" => Ok(admin::info(node)),
-        "/stats" => stats::stats(broker, &req),
-        "/metrics" => Ok(metrics::metrics(broker)),
+        "/stats" => stats::stats(broker, &req).await,
+        "/metrics" => Ok(metrics::metrics(broker).await),
         "/pub" => publish::pub_one(broker, req).await,
         "/mpub" => publish::pub_many(broker, req).await,
         "/topic/create" => admin::topic_create(broker, &req).await,
         "/topic/delete" => admin::topic_delete(broker, &req).await,
-        "/topic/empty" => admin::topic_empty(broker, &req),
+        "/topic/empty" => admin::topic_empty(broker, &req).await,
         "/topic/pause" => admin::topic_pause(broker, &req, true).await,
         "/topic/unpause" => admin::topic_pause(broker, &req, false).await,
         "/channel/create" => admin::channel_create(broker, &req).await,
         "/channel/delete" => admin::channel_delete(broker, &req).await,
-        "/channel/empty" => admin::channel_empty(broker, &req),
+        "/channel/empty" => admin::channel_empty(broker, &req).await,
         "/channel/pause" => admin::channel_pause(broker, &req, true).await,
         "/channel/unpause" => admin::channel_pause(broker, &req, false).await,
         "/channel/rewind" => admin::channel_rewind(broker, &req).await,

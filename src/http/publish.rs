@@ -8,14 +8,18 @@
 //! mode (`binary=true`, `1`, or any value but `false`/`0`, as nsqd's `boolParams`) `[i32 count]` then `count`
 //! times `[i32 size][bytes]`, big-endian, errors as TCP `MPUB` minus the `E_` (`BAD_BODY`,
 //! `BAD_MESSAGE`), status 413.
+//!
+//! A topic another shard owns is published to there ([`crate::shard::forward::publish`]): the
+//! `200` waits for that shard's answer, given under the same ack policy.
 
 use super::response::{self, ApiError, ApiResult};
 use super::Req;
-use crate::broker::topic::{Ack, PublishError, Topic};
+use crate::broker::admin::{on_owner, OpError, TopicOp};
+use crate::broker::topic::{Ack, PublishError};
 use crate::broker::Broker;
 use crate::protocol::is_valid_topic_name;
+use crate::shard::forward::{self, Item};
 use bytes::Bytes;
-use std::rc::Rc;
 use std::time::Duration;
 
 fn exiting(e: &dyn std::fmt::Display) -> ApiError {
@@ -36,17 +40,42 @@ pub(super) fn topic_name(req: &Req) -> Result<String, ApiError> {
     Ok(topic.to_owned())
 }
 
-/// Appends and waits for the ack the TCP path would wait for.
+/// Gets or creates the topic on its owner (nsqd's `GetTopic`).
+async fn get_topic(broker: &Broker, name: &str) -> Result<(), ApiError> {
+    on_owner(broker, name, TopicOp::Create)
+        .await
+        .map_err(|e| match e {
+            OpError::Internal(e) => exiting(&e),
+            OpError::TopicNotFound | OpError::ChannelNotFound | OpError::InvalidSince => {
+                exiting(&"unexpected answer")
+            }
+        })
+}
+
+/// Appends (on the topic's owner) and waits for the ack the TCP path would wait for.
 async fn publish(
     broker: &Broker,
-    topic: &Rc<Topic>,
-    bodies: &[Bytes],
+    name: &str,
+    bodies: Vec<Bytes>,
     defer: Option<Duration>,
 ) -> ApiResult {
     if broker.exiting.get() {
         return Err(ApiError::new(503, "EXITING"));
     }
-    let ack = topic.publish(bodies, defer).map_err(|e| match e {
+    if let Some(shard) = broker.link.place.remote_owner(name) {
+        let item = Item {
+            topic: name.to_owned(),
+            bodies,
+            defer,
+        };
+        return match forward::publish(&broker.link, shard, item).await {
+            Ok(()) => Ok(response::text("OK")),
+            Err(f) if f.full => Err(ApiError::new(507, "TOPIC_FULL")),
+            Err(f) => Err(exiting(&f.message)),
+        };
+    }
+    let topic = broker.topic(name).await.map_err(|e| exiting(&e))?;
+    let ack = topic.publish(&bodies, defer).map_err(|e| match e {
         // ringsq's `--max-topic-bytes`: HTTP 507 Insufficient Storage.
         PublishError::Full { .. } => ApiError::new(507, "TOPIC_FULL"),
         PublishError::Storage(e) => exiting(&e),
@@ -80,8 +109,8 @@ pub async fn pub_one(broker: &Broker, req: Req) -> ApiResult {
     }
     let name = name?;
     let defer = defer?;
-    let topic = broker.topic(&name).await.map_err(|e| exiting(&e))?;
-    publish(broker, &topic, &[body], defer).await
+    // The topic is created (if need be) by the publish, on its owner.
+    publish(broker, &name, vec![body], defer).await
 }
 
 /// `defer=<ms>`: a Go `ParseInt` in `0..=--max-req-timeout`, else `400 INVALID_DEFER`.
@@ -118,7 +147,7 @@ pub async fn pub_many(broker: &Broker, req: Req) -> ApiResult {
             true
         }
     });
-    let topic = broker.topic(&name).await.map_err(|e| exiting(&e))?;
+    get_topic(broker, &name).await?;
     let Some(body) = req.read_body(max_body).await? else {
         return Err(ApiError::new(413, "BODY_TOO_BIG"));
     };
@@ -127,7 +156,7 @@ pub async fn pub_many(broker: &Broker, req: Req) -> ApiResult {
     } else {
         split_lines(&body, max_msg)?
     };
-    publish(broker, &topic, &bodies, None).await
+    publish(broker, &name, bodies, None).await
 }
 
 /// Text mode: every non-empty line is a message (a line longer than `max_msg` is `413 MSG_TOO_BIG`).

@@ -19,7 +19,7 @@ fn bool_param(v: Option<&str>) -> bool {
     !matches!(v, Some("false" | "0"))
 }
 
-pub fn stats(broker: &Broker, req: &Req) -> ApiResult {
+pub async fn stats(broker: &Broker, req: &Req) -> ApiResult {
     let q = req.params()?;
     let filter = Filter {
         topic: q.get("topic").unwrap_or_default().to_owned(),
@@ -27,9 +27,9 @@ pub fn stats(broker: &Broker, req: &Req) -> ApiResult {
         include_clients: bool_param(q.get("include_clients")),
     };
     let include_mem = bool_param(q.get("include_mem"));
-    let snapshot = stats::collect(broker, &filter);
+    let snapshot = crate::shard::gather::stats(&broker.link, &filter).await;
     let mem = include_mem.then(stats::mem_stats);
-    let health = health_text(broker);
+    let health = health_text(broker).await;
     if q.get("format") == Some("json") {
         #[derive(Serialize)]
         struct Body<'a> {

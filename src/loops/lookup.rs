@@ -9,6 +9,8 @@
 //! back, everything is registered again from the broker's current state (events that queued
 //! while disconnected are dropped: the fresh registration supersedes them). The `http_port` of
 //! each `IDENTIFY` answer is recorded for the `/channels` query ([`super::lookupd_channels`]).
+//! Runs on shard 0; events come from every shard (one broadcast channel), and a registration of
+//! everything gathers every shard's topics.
 
 use crate::broker::events::MetaEvent;
 use crate::node::Node;
@@ -132,13 +134,12 @@ async fn session(
 
 async fn register_all(node: &Node, conn: &mut Conn) -> std::io::Result<()> {
     let mut commands: Vec<Vec<String>> = Vec::new();
-    for topic in node.broker.topics() {
-        let channels = topic.channels();
+    for (topic, channels) in crate::shard::gather::registrations(&node.broker.link).await {
         if channels.is_empty() {
-            commands.push(vec![topic.name.clone()]);
+            commands.push(vec![topic.clone()]);
         }
         for c in channels {
-            commands.push(vec![topic.name.clone(), c.name.clone()]);
+            commands.push(vec![topic.clone(), c]);
         }
     }
     for params in commands {

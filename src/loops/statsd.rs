@@ -7,7 +7,8 @@
 //! deferred_count,clients}` (gauges), `…e2e_processing_latency_<pct>` (gauges, topic and channel,
 //! with `--e2e-processing-latency-percentile`), and `mem.heap_in_use_bytes` with
 //! `--statsd-mem-stats`.
-//! Lines are packed into datagrams of at most `--statsd-udp-packet-size` bytes.
+//! Lines are packed into datagrams of at most `--statsd-udp-packet-size` bytes. The figures are
+//! gathered from every shard (this loop runs on shard 0).
 
 use crate::node::Node;
 use crate::stats::{self, Filter, LatencyStats};
@@ -15,9 +16,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// Builds this round's lines; `last` keeps counter values between rounds.
-pub fn lines(node: &Node, prefix: &str, last: &mut BTreeMap<String, u64>) -> Vec<String> {
+pub async fn lines(node: &Node, prefix: &str, last: &mut BTreeMap<String, u64>) -> Vec<String> {
     let o = &node.broker.options;
-    let snapshot = stats::collect(&node.broker, &Filter::default());
+    let snapshot = crate::shard::gather::stats(&node.broker.link, &Filter::default()).await;
     let mut out = Vec::new();
     let mut counter = |key: String, value: u64, out: &mut Vec<String>| {
         let before = last.insert(key.clone(), value).unwrap_or(0);
@@ -117,7 +118,7 @@ pub async fn run(node: Rc<Node>) {
         if node.broker.exiting.get() {
             return;
         }
-        let lines = lines(&node, &prefix, &mut last);
+        let lines = lines(&node, &prefix, &mut last).await;
         for packet in packets(&lines, packet_max) {
             if let Err(e) = socket
                 .send_to(packet.as_bytes(), o.statsd_address.as_str())

@@ -213,6 +213,9 @@ pub struct Options {
     pub retention: Duration,
     /// A topic refuses publishes while its channels need this many bytes of its log (0: no bound).
     pub max_topic_bytes: u64,
+    /// ringsq's `--shards`: topics spread over this many threads, each with its own `io_uring`
+    /// runtime (0: one per CPU the process may use).
+    pub shards: u64,
     /// Keys of the config file that name no option; nsqd ignores them, so does ringsq,
     /// but `main` should log them (a typo there silently keeps a default).
     pub ignored_config_keys: Vec<String>,
@@ -280,6 +283,7 @@ impl Default for Options {
             ack_after_sync: false,
             retention: Duration::ZERO,
             max_topic_bytes: 0,
+            shards: 0,
             ignored_config_keys: Vec::new(),
         }
     }

@@ -112,6 +112,7 @@ const SAMPLES: &[Sample] = &[
     Sample { flag: "ack-after-sync", cli: "true", key: "ack_after_sync", toml: "true", context: &[], set: |o| o.ack_after_sync = true },
     Sample { flag: "retention", cli: "1h30m", key: "retention", toml: "\"1h30m\"", context: &[], set: |o| o.retention = Duration::from_secs(5400) },
     Sample { flag: "max-topic-bytes", cli: "1048576", key: "max_topic_bytes", toml: "1048576", context: &[], set: |o| o.max_topic_bytes = 1_048_576 },
+    Sample { flag: "shards", cli: "3", key: "shards", toml: "3", context: &[], set: |o| o.shards = 3 },
 ];
 
 /// Flags with no options field: read by `parse` itself or ignored (tested separately).

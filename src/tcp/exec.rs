@@ -3,6 +3,11 @@
 //! needs the broker (topics, channels, in-flight messages), the client's negotiated settings,
 //! the TLS configuration (IDENTIFY `tls_v1`) or the auth servers (AUTH, and nsqd's `CheckAuth`
 //! before SUB, PUB, MPUB and DPUB: `E_AUTH_FIRST`, `E_AUTH_FAILED`, `E_UNAUTHORIZED`).
+//!
+//! Shards: a publish for a topic another shard owns is queued for it
+//! ([`crate::shard::forward`]), its `OK` waiting for the owner's answer; a `SUB` for such a
+//! topic is not run here: the session records where the connection must move
+//! ([`Session::move_to`]) and the connection loop moves it there, where the `SUB` runs.
 
 use super::conn::protocol_state;
 use super::transport::Input;
@@ -13,6 +18,7 @@ use crate::broker::client::{Client, ClientState, Codec, Reply};
 use crate::broker::topic::{Ack, Topic};
 use crate::broker::Broker;
 use crate::protocol::{self, Command, DecodeContext, Limits, MessageId, ProtocolError};
+use crate::shard::forward::{Item, Outgoing};
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -38,10 +44,23 @@ pub struct Session {
     auth_secret: String,
     /// The MPUB at the front of the input already passed its AUTH check (done at its line).
     mpub_checked: bool,
+    /// Publishes waiting to be sent to the shards that own their topics.
+    outgoing: Outgoing,
+    /// A `SUB` for a topic of another shard: (shard, topic, channel). The connection moves.
+    pub move_to: Option<(usize, String, String)>,
+}
+
+/// What moves with a connection besides its client: TLS status and AUTH.
+#[derive(Debug)]
+pub struct SessionParts {
+    tls_on: bool,
+    auth: Option<AuthState>,
+    auth_secret: String,
 }
 
 impl Session {
     pub fn new(frontend: Rc<Frontend>, client: Rc<Client>, peer: Option<SocketAddr>) -> Self {
+        let shards = frontend.broker.link.place.count;
         Self {
             broker: Rc::clone(&frontend.broker),
             client,
@@ -55,7 +74,38 @@ impl Session {
             auth: None,
             auth_secret: String::new(),
             mpub_checked: false,
+            outgoing: Outgoing::new(shards),
+            move_to: None,
         }
+    }
+
+    /// What moves with the connection (only before it subscribed: no channel to leave).
+    pub fn into_parts(self) -> SessionParts {
+        SessionParts {
+            tls_on: self.tls_on,
+            auth: self.auth,
+            auth_secret: self.auth_secret,
+        }
+    }
+
+    /// The session again on the shard the connection moved to.
+    pub fn from_parts(
+        frontend: Rc<Frontend>,
+        client: Rc<Client>,
+        peer: Option<SocketAddr>,
+        parts: SessionParts,
+    ) -> Self {
+        let mut session = Self::new(frontend, client, peer);
+        session.tls_on = parts.tls_on;
+        session.auth = parts.auth;
+        session.auth_secret = parts.auth_secret;
+        session
+    }
+
+    /// Sends the publishes queued for other shards (before the connection waits for anything,
+    /// and when it ends: their replies wait for the answers).
+    pub async fn flush_forwards(&mut self) {
+        self.outgoing.flush(&self.broker.link).await;
     }
 
     pub fn limits(&self) -> Limits {
@@ -114,7 +164,16 @@ impl Session {
         let result = match cmd {
             Command::Identify(body) => self.identify(&body),
             Command::Auth(secret) => self.auth(&secret).await,
-            Command::Sub { topic, channel } => self.sub(&topic, &channel).await,
+            Command::Sub { topic, channel } => {
+                match self.broker.link.place.remote_owner(&topic) {
+                    // Run there, with everything that came after it.
+                    Some(shard) => {
+                        self.move_to = Some((shard, topic, channel));
+                        Ok(())
+                    }
+                    None => self.sub(&topic, &channel).await,
+                }
+            }
             Command::Rdy(count) => {
                 self.rdy(count);
                 Ok(())
@@ -312,6 +371,26 @@ impl Session {
         command: &'static str,
         failed_code: &'static str,
     ) -> Result<(), ProtocolError> {
+        if let Some(shard) = self.broker.link.place.remote_owner(topic_name) {
+            let n = u64::try_from(bodies.len()).unwrap_or(u64::MAX);
+            let item = Item {
+                topic: topic_name.to_owned(),
+                bodies,
+                defer,
+            };
+            let (answer, index, full) = self.outgoing.push(shard, item);
+            self.client.count_publish(topic_name, n);
+            self.client.push_reply(Reply::Remote {
+                answer,
+                index,
+                failed_code,
+                command,
+            });
+            if full {
+                self.outgoing.flush_one(&self.broker.link, shard).await;
+            }
+            return Ok(());
+        }
         let failed = |e: &dyn std::fmt::Display| {
             ProtocolError::fatal(failed_code, format!("{command} failed {e}"))
         };

@@ -7,24 +7,29 @@
 //!   ([`compress`]).
 //! - `exec`: the commands (IDENTIFY's upgrades, AUTH, publish, subscribe, ...).
 //!
-//! Connections are admitted against the descriptor budget ([`crate::fds::Admission`]).
+//! Connections are admitted against the descriptor budget ([`crate::fds::Admission`], shared
+//! by every shard).
+//!
+//! Shards: every shard accepts on its own `SO_REUSEPORT` TCP listener (the kernel spreads
+//! connections). A unix socket is accepted by shard 0 only, which deals its connections to the
+//! shards in turn (the descriptor, with its place in the budget, goes in a job).
 
 pub mod compress;
 pub mod conn;
-mod exec;
+pub(crate) mod exec;
 pub mod tls;
 pub mod transport;
 
 use crate::auth::AuthServers;
 use crate::broker::Broker;
-use crate::fds::Admission;
+use crate::fds::{Admission, Admitted};
 use crate::options::TlsRequired;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use tokio_uring::net::{TcpListener, UnixStream};
-use transport::Socket;
+use tokio_uring::net::TcpListener;
+use transport::{MovingSocket, Socket};
 
 /// What every protocol connection shares.
 #[derive(Debug)]
@@ -36,6 +41,8 @@ pub struct Frontend {
     pub tls_required: bool,
     /// The `--auth-http-address` servers (none: AUTH is disabled).
     pub auth: Option<Rc<AuthServers>>,
+    /// The protocol connections' share of the descriptor budget (shared by every shard).
+    pub admission: Arc<Admission>,
 }
 
 impl Frontend {
@@ -43,6 +50,7 @@ impl Frontend {
         broker: Rc<Broker>,
         tls: Option<Arc<rustls::ServerConfig>>,
         auth: Option<Rc<AuthServers>>,
+        admission: Arc<Admission>,
     ) -> Self {
         let tls_required = broker.options.tls_required != TlsRequired::NotRequired;
         Self {
@@ -50,6 +58,7 @@ impl Frontend {
             tls,
             tls_required,
             auth,
+            admission,
         }
     }
 }
@@ -89,18 +98,19 @@ impl Listener {
         }
     }
 
-    /// The next connection and its peer address (`None` on a unix socket).
-    async fn accept(&self) -> std::io::Result<(Socket, Option<SocketAddr>)> {
+    /// The next connection and its peer address (`None` on a unix socket, which comes as a
+    /// plain descriptor: it may be served on another shard).
+    async fn accept(&self) -> std::io::Result<(Accepted, Option<SocketAddr>)> {
         match self {
             Self::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
-                Ok((Socket::Tcp(s), Some(peer)))
+                Ok((Accepted::Here(Socket::Tcp(s)), Some(peer)))
             }
             Self::Unix(l, _) => {
                 let std = l.accept().await?.0.into_std()?;
                 // io_uring honours O_NONBLOCK (EAGAIN instead of waiting): clear it.
                 std.set_nonblocking(false)?;
-                Ok((Socket::Unix(UnixStream::from_std(std)), None))
+                Ok((Accepted::Anywhere(MovingSocket::Unix(std)), None))
             }
         }
     }
@@ -117,40 +127,93 @@ impl Drop for Listener {
     }
 }
 
+/// A connection just accepted.
+enum Accepted {
+    /// On this thread's ring.
+    Here(Socket),
+    /// A plain descriptor, to be served by whichever shard's turn it is.
+    Anywhere(MovingSocket),
+}
+
+impl Accepted {
+    /// Refused: closed at once.
+    fn close(self) {
+        match self {
+            Self::Here(socket) => socket.shutdown(std::net::Shutdown::Both),
+            Self::Anywhere(MovingSocket::Unix(s)) => {
+                let _closing = s.shutdown(std::net::Shutdown::Both);
+            }
+            Self::Anywhere(MovingSocket::Tcp(s)) => {
+                let _closing = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` resolves; each connection runs on its own task.
 pub async fn serve(
     listener: Listener,
     frontend: Rc<Frontend>,
-    admission: Rc<Admission>,
+    admission: Arc<Admission>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut turn = 0;
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((socket, peer)) => {
+            Ok((accepted, peer)) => {
                 let Some(admitted) = admission.admit() else {
-                    socket.shutdown(std::net::Shutdown::Both);
+                    accepted.close();
                     continue;
                 };
+                let socket = match accepted {
+                    Accepted::Here(socket) => socket,
+                    Accepted::Anywhere(moving) => {
+                        let link = &frontend.broker.link;
+                        turn = (turn + 1) % link.place.count;
+                        if turn != link.place.index {
+                            deal(link, turn, moving, admitted).await;
+                            continue;
+                        }
+                        Socket::from_moving(moving)
+                    }
+                };
                 let frontend = Rc::clone(&frontend);
-                tokio::task::spawn_local(async move {
-                    conn::handle(socket, peer, frontend).await;
-                    drop(admitted);
-                });
+                tokio::task::spawn_local(conn::handle(socket, peer, frontend, admitted));
             }
             Err(e) => {
                 admission
                     .refuse_one(&e, || async {
-                        let (socket, _) = listener.accept().await?;
-                        socket.shutdown(std::net::Shutdown::Both);
+                        let (accepted, _) = listener.accept().await?;
+                        accepted.close();
                         Ok(())
                     })
                     .await;
             }
         }
     }
+}
+
+/// Sends a connection accepted on the unix socket to shard `to`, which serves it.
+async fn deal(link: &crate::shard::Link, to: usize, socket: MovingSocket, admitted: Admitted) {
+    // A shard that is gone drops the job: the connection closes with it.
+    let _gone = link
+        .send(
+            to,
+            Box::new(move |shard| {
+                if shard.broker.exiting.get() {
+                    return;
+                }
+                let frontend = Rc::clone(&shard.frontend);
+                tokio::task::spawn_local(async move {
+                    let socket = Socket::from_moving(socket);
+                    conn::handle(socket, None, frontend, admitted).await;
+                });
+            }),
+        )
+        .await;
 }

@@ -13,12 +13,17 @@
 //!
 //! Invariants: compressed input waiting to be decoded never exceeds [`RAW_PENDING_MAX_BYTES`];
 //! nothing is read from the socket while decodable input is waiting.
+//!
+//! A connection that moves to another shard leaves as sendable parts: [`MovingSocket`] (its
+//! descriptor off this thread's ring), [`InputParts`], and the output's encoder; the TLS
+//! layer goes with the input (the same layer serves both ways).
 
 use super::compress::{CompressError, Decoder, Encoder, SNAPPY_CHUNK_MAX_BYTES};
 use super::tls::{Plain, TlsLayer};
 use crate::broker::client::Codec;
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tokio_uring::buf::BoundedBuf;
@@ -62,7 +67,39 @@ impl std::fmt::Debug for Socket {
     }
 }
 
+/// A socket on its way to another shard's ring (a sendable descriptor).
+#[derive(Debug)]
+pub enum MovingSocket {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
 impl Socket {
+    /// Takes the socket off this thread's ring: a duplicate of its descriptor (by number,
+    /// [`crate::shard::handoff::dup_own_fd`]), the original closed. Only with no operation in
+    /// flight on it (the connection's reader and writer have stopped).
+    pub fn into_moving(self) -> io::Result<MovingSocket> {
+        let raw = match &self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Unix(s) => s.as_raw_fd(),
+        };
+        let fd = crate::shard::handoff::dup_own_fd(raw)?;
+        let moving = match &self {
+            Self::Tcp(_) => MovingSocket::Tcp(std::net::TcpStream::from(fd)),
+            Self::Unix(_) => MovingSocket::Unix(std::os::unix::net::UnixStream::from(fd)),
+        };
+        drop(self);
+        Ok(moving)
+    }
+
+    /// The socket on this thread's ring.
+    pub fn from_moving(moving: MovingSocket) -> Self {
+        match moving {
+            MovingSocket::Tcp(s) => Self::Tcp(TcpStream::from_std(s)),
+            MovingSocket::Unix(s) => Self::Unix(UnixStream::from_std(s)),
+        }
+    }
+
     pub fn shutdown(&self, how: Shutdown) {
         let res = match self {
             Self::Tcp(s) => s.shutdown(how),
@@ -234,7 +271,46 @@ pub struct Input {
     turn: Turn,
 }
 
+/// An [`Input`]'s state without its socket, as it moves to another shard.
+#[derive(Debug)]
+pub struct InputParts {
+    pub tls: Option<TlsLayer>,
+    pub handshake_deadline: Option<Instant>,
+    pub decoder: Option<Decoder>,
+    pub raw: Vec<u8>,
+    pub compressed: Vec<u8>,
+}
+
 impl Input {
+    /// The state to move; `None` if the TLS layer is still shared (the writer must have let go
+    /// of it first).
+    pub fn into_parts(self) -> Option<InputParts> {
+        let tls = match self.tls {
+            Some(layer) => Some(Rc::try_unwrap(layer).ok()?),
+            None => None,
+        };
+        Some(InputParts {
+            tls,
+            handshake_deadline: self.handshake_deadline,
+            decoder: self.decoder,
+            raw: self.raw,
+            compressed: self.compressed,
+        })
+    }
+
+    /// The input again on another shard, with the TLS layer (if any) shared with the output.
+    pub fn from_parts(socket: Rc<Socket>, tls: Option<Rc<TlsLayer>>, parts: InputParts) -> Self {
+        Self {
+            socket,
+            tls,
+            handshake_deadline: parts.handshake_deadline,
+            decoder: parts.decoder,
+            raw: parts.raw,
+            compressed: parts.compressed,
+            turn: Turn::default(),
+        }
+    }
+
     pub fn new(socket: Rc<Socket>) -> Self {
         Self {
             socket,
@@ -404,6 +480,16 @@ pub enum OutputError {
 }
 
 impl Output {
+    /// The output again on another shard: its encoder, and the TLS layer shared with the input.
+    pub fn from_parts(encoder: Option<Encoder>, tls: Option<Rc<TlsLayer>>) -> Self {
+        Self { encoder, tls }
+    }
+
+    /// The encoder, to move with the connection (the TLS layer moves with the input).
+    pub fn into_encoder(self) -> Option<Encoder> {
+        self.encoder
+    }
+
     /// Whether TLS has records to send even with no new output (handshake, alerts).
     pub fn wants_write(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.wants_write())

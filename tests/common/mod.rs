@@ -5,6 +5,8 @@
 //!   its addresses from the `TCP: listening on <addr>` / `HTTP: listening on <addr>` log lines
 //!   (stderr, as Go nsqd), keeps draining stdout/stderr in background threads so the child never
 //!   blocks on a full pipe, and keeps every line for failure messages. Dropping it kills the child.
+//!   `RINGSQ_TEST_SHARDS=N` adds `--shards N` to every broker whose test does not set it (CI runs
+//!   the suite at the default shard count and again with one shard).
 //! - [`RawConn`]: a blocking V2 client over `std::net::TcpStream` that sends exact bytes and
 //!   decodes exact frames (`[size i32][type i32][data]`, NSQ.md §1.1), so tests can assert the
 //!   wire byte for byte.
@@ -131,6 +133,10 @@ impl Broker {
         }
         if !has("data-path") {
             full.extend(["--data-path".into(), data_dir.display().to_string()]);
+        }
+        // CI runs the suite at the default shard count and again with one shard.
+        if let (false, Some(shards)) = (has("shards"), test_shards()) {
+            full.extend(["--shards".into(), shards]);
         }
         full.extend(args.iter().cloned());
 
@@ -377,6 +383,13 @@ fn spawn_drain(
             }
         })
         .expect("spawn drain thread");
+}
+
+/// `RINGSQ_TEST_SHARDS`: the `--shards` every broker of the suite gets unless a test sets it.
+pub fn test_shards() -> Option<String> {
+    std::env::var("RINGSQ_TEST_SHARDS")
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 fn parse_listen(line: &str, marker: &str) -> Option<SocketAddr> {

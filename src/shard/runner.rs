@@ -1,0 +1,195 @@
+//! The shards' threads: one tokio-uring runtime each (shard 0's on the thread that calls
+//! [`run_first`]), what each runs at start, and the two phases of a clean stop.
+//!
+//! Start: every shard opens its broker at once (its topics' recovery runs in parallel with the
+//! others'), starts its inbox and its checkpoint and recent-save loops, and says it is ready;
+//! shard 0 waits for all before it writes `nsqd.dat` and binds the listeners ([`listen`] binds
+//! the others' TCP listeners on shard 0's port). A shard that fails to open fails the start:
+//! the others are told to stop ([`Mesh::abort_all`]).
+//!
+//! Stop (driven by shard 0, `server::stop`): [`stop_clients`] on every shard (stop accepting,
+//! close every connection, wait for them), then `nsqd.dat` is written while every shard still
+//! answers, then [`close`] on every other shard (flush, fsync, save every channel; its thread
+//! then ends), then shard 0 closes its own topics.
+
+use super::mesh::serve_inbox;
+use super::{Job, Link, Mesh, Shard};
+use crate::auth::AuthServers;
+use crate::broker::events::Events;
+use crate::broker::{Broker, BrokerError, KnownChannels};
+use crate::fds::Admission;
+use crate::options::Options;
+use crate::tcp::Frontend;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a clean stop waits for a shard's connections to flush before it goes on regardless.
+pub const SHUTDOWN_CLIENT_WAIT: Duration = Duration::from_secs(5);
+
+/// What a shard needs to open (sendable: built on the main thread).
+#[derive(Debug)]
+pub struct Start {
+    pub index: usize,
+    pub options: Options,
+    pub mesh: Arc<Mesh>,
+    pub events: Events,
+    /// The certificate IDENTIFY `tls_v1` upgrades with.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The auth servers' TLS client (`None`: no `--auth-http-address`).
+    pub auth_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The protocol connections' share of the descriptor budget (one for every shard).
+    pub admission: Arc<Admission>,
+}
+
+/// Runs `main` as shard 0, on this thread's tokio-uring runtime.
+pub fn run_first<T>(main: impl Future<Output = T>) -> T {
+    tokio_uring::start(main)
+}
+
+/// Starts shard `start.index` on its own thread: it opens its broker, says so on `ready`
+/// (`Err` with the reason if it could not), then runs the jobs sent to it until it is closed.
+pub fn spawn(
+    start: Start,
+    inbox: mpsc::Receiver<Job>,
+    ready: oneshot::Sender<Result<(), String>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("ringsq-shard-{}", start.index))
+        .spawn(move || {
+            tokio_uring::start(async move {
+                match open(start).await {
+                    Err(e) => {
+                        let _shard_0_gone = ready.send(Err(e.to_string()));
+                    }
+                    Ok(shard) => {
+                        start_loops(&shard);
+                        shard.broker.set_known_channels(Rc::new(AskShardZero {
+                            link: Rc::clone(&shard.broker.link),
+                        }));
+                        let _shard_0_gone = ready.send(Ok(()));
+                        serve_inbox(inbox, shard).await;
+                    }
+                }
+            });
+        })
+}
+
+/// Opens a shard's broker (the topics it owns) and builds its context.
+pub async fn open(start: Start) -> Result<Rc<Shard>, BrokerError> {
+    let Start {
+        index,
+        options,
+        mesh,
+        events,
+        tls,
+        auth_tls,
+        admission,
+    } = start;
+    let auth = auth_tls.map(|client| {
+        Rc::new(AuthServers::new(
+            options.auth_http_addresses.clone(),
+            options.http_client_connect_timeout,
+            options.http_client_request_timeout,
+            client,
+        ))
+    });
+    let broker = Broker::open(options, Link::new(index, mesh), events).await?;
+    let frontend = Rc::new(Frontend::new(Rc::clone(&broker), tls, auth, admission));
+    Ok(Shard::new(broker, frontend))
+}
+
+/// The shard's inbox and its periodic loops (channel states saved, retention).
+pub fn start_loops(shard: &Rc<Shard>) {
+    tokio::task::spawn_local(Rc::clone(&shard.broker).checkpoint_loop());
+    tokio::task::spawn_local(Rc::clone(&shard.broker).recent_save_loop());
+}
+
+/// Serves shard 0's inbox (the others' is their thread's main task).
+pub fn serve_first_inbox(inbox: mpsc::Receiver<Job>, shard: &Rc<Shard>) {
+    tokio::task::spawn_local(serve_inbox(inbox, Rc::clone(shard)));
+}
+
+/// Binds this shard's protocol listener on `addr` (shard 0's address: `SO_REUSEPORT`) and
+/// serves it until the stop.
+pub fn listen(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
+    let listener = crate::tcp::Listener::bind_tcp(addr).map_err(|e| e.to_string())?;
+    serve_protocol(shard, listener);
+    Ok(())
+}
+
+/// Serves `listener` on this shard until its first stop phase.
+pub fn serve_protocol(shard: &Rc<Shard>, listener: crate::tcp::Listener) {
+    let frontend = Rc::clone(&shard.frontend);
+    let admission = Arc::clone(&frontend.admission);
+    let stop = Rc::clone(&shard.stop_accepting);
+    tokio::task::spawn_local(async move {
+        crate::tcp::serve(listener, frontend, admission, async move {
+            stop.notified().await;
+        })
+        .await;
+    });
+}
+
+/// The stop's first phase on one shard: no new connections, every connection closed (after
+/// flushing, at most [`SHUTDOWN_CLIENT_WAIT`]).
+pub async fn stop_clients(shard: Rc<Shard>) {
+    let broker = &shard.broker;
+    broker.exiting.set(true);
+    shard.stop_accepting.notify_one();
+    let clients: Vec<_> = broker.clients.borrow().values().cloned().collect();
+    for c in &clients {
+        c.closed.set(true);
+        c.wake.notify_one();
+    }
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_CLIENT_WAIT;
+    while !broker.clients.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts the stop's second phase on another shard: its topics closed, then its thread ends.
+/// The receiver resolves once its topics are closed.
+pub async fn start_close(link: &Link, shard: usize) -> Result<oneshot::Receiver<()>, super::Gone> {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |shard| {
+        let shard = Rc::clone(shard);
+        tokio::task::spawn_local(async move {
+            shard.broker.close().await;
+            let _caller_gone = tx.send(());
+            shard.finish();
+        });
+    });
+    link.send(shard, job).await?;
+    Ok(rx)
+}
+
+/// A new topic on shard k asks shard 0 (which holds the nsqlookupd peers) for its channels.
+#[derive(Debug)]
+struct AskShardZero {
+    link: Rc<Link>,
+}
+
+impl KnownChannels for AskShardZero {
+    fn channels_of<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Vec<String>> + 'a>> {
+        let topic = topic.to_owned();
+        Box::pin(async move {
+            self.link
+                .call(0, move |s| async move {
+                    match s.node() {
+                        Some(node) => node.lookupd_http.channels_of(&topic).await,
+                        None => Vec::new(),
+                    }
+                })
+                .await
+                .unwrap_or_default()
+        })
+    }
+}

@@ -533,22 +533,15 @@ impl Load<'_> {
         let start = Instant::now();
         let consumer_threads: Vec<_> = (0..self.consumers)
             .map(|i| {
-                let (stop, received, topic) = (
-                    Arc::clone(&stop),
-                    Arc::clone(&received),
-                    self.topic(i),
-                );
+                let (stop, received, topic) =
+                    (Arc::clone(&stop), Arc::clone(&received), self.topic(i));
                 let (addr, tls) = (self.addr, self.tls.clone());
                 thread::spawn(move || consumer(addr, tls.as_ref(), &topic, &stop, &received))
             })
             .collect();
         let publisher_threads: Vec<_> = (0..self.publishers)
             .map(|i| {
-                let (stop, budget, topic) = (
-                    Arc::clone(&stop),
-                    Arc::clone(&budget),
-                    self.topic(i),
-                );
+                let (stop, budget, topic) = (Arc::clone(&stop), Arc::clone(&budget), self.topic(i));
                 let (addr, tls) = (self.addr, self.tls.clone());
                 thread::spawn(move || publisher(addr, tls.as_ref(), &topic, &stop, &budget))
             })

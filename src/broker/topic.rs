@@ -10,7 +10,7 @@ use super::BrokerConfig;
 use bytes::Bytes;
 use ringsq_storage::{Log, Position, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -50,6 +50,9 @@ pub struct Topic {
     channel_cfg: Rc<ChannelConfig>,
     create_lock: tokio::sync::Mutex<()>,
     pub deleted: Cell<bool>,
+    /// CRC32C of the state last written (or restored) per channel: an unchanged state is not
+    /// written again (a clean stop with 10 000 idle topics rewrote 20 000 files).
+    written_states: RefCell<HashMap<String, u32>>,
 }
 
 impl Topic {
@@ -79,6 +82,7 @@ impl Topic {
             cfg,
             create_lock: tokio::sync::Mutex::new(()),
             deleted: Cell::new(false),
+            written_states: RefCell::new(HashMap::new()),
         })
     }
 
@@ -284,6 +288,10 @@ impl Topic {
         let channel = self.new_channel(name, self.store.first());
         channel.restore(snap).await;
         channel.dirty.set(false);
+        if let Some(log) = self.store.log() {
+            let bytes = serde_json::to_vec(&channel.snapshot(log.synced())).unwrap_or_default();
+            (self.written_states.borrow_mut()).insert(name.to_owned(), crc32c::crc32c(&bytes));
+        }
         self.insert_channel(&channel);
     }
 
@@ -315,6 +323,7 @@ impl Topic {
         if let (false, Some(data)) = (channel.ephemeral, &self.cfg.data_path) {
             paths::remove_logged(&paths::channel_file(data, &self.name, name));
         }
+        self.written_states.borrow_mut().remove(name);
         tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
         self.cfg
             .events
@@ -343,9 +352,15 @@ impl Topic {
         };
         let snap = channel.snapshot(log.synced());
         let bytes = serde_json::to_vec(&snap).unwrap_or_default();
+        let fingerprint = crc32c::crc32c(&bytes);
         channel.dirty.set(false);
+        if self.written_states.borrow().get(&channel.name) == Some(&fingerprint) {
+            return Ok(());
+        }
         let result = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
-        if result.is_err() {
+        if result.is_ok() {
+            (self.written_states.borrow_mut()).insert(channel.name.clone(), fingerprint);
+        } else {
             channel.dirty.set(true);
         }
         result

@@ -125,6 +125,8 @@ pub enum BrokerError {
     Metadata { path: PathBuf, reason: String },
     #[error("exiting")]
     Exiting,
+    #[error("a start-up task failed: {0}")]
+    Task(String),
 }
 
 /// Where a new topic learns the channels it starts with (nsqd asks nsqlookupd in `GetTopic`).
@@ -198,7 +200,9 @@ impl Broker {
         );
     }
 
-    async fn load(&self) -> Result<(), BrokerError> {
+    /// Opens every topic found in the data directory with its channels, [`TOPIC_JOBS_CONCURRENT`]
+    /// at a time (their reads overlap; the file budget bounds the descriptors they hold).
+    async fn load(self: &Rc<Self>) -> Result<(), BrokerError> {
         let Some(data) = self.cfg.data_path.clone() else {
             return Ok(());
         };
@@ -214,6 +218,7 @@ impl Broker {
                 })
             }
         };
+        let mut running = tokio::task::JoinSet::new();
         for name in names_in(entries, paths::topic_name_of) {
             if !crate::protocol::is_valid_topic_name(name.as_bytes())
                 || crate::protocol::is_ephemeral(&name)
@@ -221,11 +226,36 @@ impl Broker {
                 tracing::warn!("skipping {name:?} in the data directory: not a valid topic name");
                 continue;
             }
-            let topic = self.open_topic(&name).await?;
-            self.load_channels(&data, &topic).await?;
-            self.topics.borrow_mut().insert(name, topic);
+            if running.len() >= TOPIC_JOBS_CONCURRENT {
+                self.loaded(running.join_next().await)?;
+            }
+            let (broker, data) = (Rc::clone(self), data.clone());
+            running.spawn_local(async move {
+                let topic = broker.open_topic(&name).await?;
+                broker.load_channels(&data, &topic).await?;
+                Ok(topic)
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            self.loaded(Some(done))?;
         }
         Ok(())
+    }
+
+    /// Records a topic `load` opened (or passes its error on).
+    fn loaded(
+        &self,
+        done: Option<Result<Result<Rc<Topic>, BrokerError>, tokio::task::JoinError>>,
+    ) -> Result<(), BrokerError> {
+        match done {
+            Some(Ok(Ok(topic))) => {
+                self.topics.borrow_mut().insert(topic.name.clone(), topic);
+                Ok(())
+            }
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(e)) => Err(BrokerError::Task(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     async fn load_channels(

@@ -215,7 +215,12 @@ impl<I: Io> Log<I> {
         config.validate()?;
         create_dir_durably(&io, dir).await?;
         let (recovered, report) = recovery::recover(&io, dir, config.record_size_max).await?;
-        tracing::info!(dir = %dir.display(), "{report}");
+        // The caller reports the open; what recovery changed is worth a line of its own.
+        if report.is_clean() {
+            tracing::debug!(dir = %dir.display(), "{report}");
+        } else {
+            tracing::info!(dir = %dir.display(), "{report}");
+        }
         let opened = writer::open_current(&io, recovered, dir).await?;
         let end = opened.end;
         let state = State {

@@ -141,7 +141,9 @@ pub struct Broker {
     pub cfg: Rc<BrokerConfig>,
     pub options: Rc<Options>,
     topics: RefCell<BTreeMap<String, Rc<Topic>>>,
-    create_lock: tokio::sync::Mutex<()>,
+    /// Topics being created, by name: the creators of one topic wait for each other, never for
+    /// those of another (creating many topics at once overlaps their disk work).
+    creating: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
     /// One `nsqd.dat` write at a time.
     metadata_lock: tokio::sync::Mutex<()>,
     /// `nsqd.dat` is behind the broker's state (a write failed, or changes wait to be written).
@@ -161,7 +163,7 @@ impl Broker {
             cfg,
             options: Rc::new(options),
             topics: RefCell::new(BTreeMap::new()),
-            create_lock: tokio::sync::Mutex::new(()),
+            creating: RefCell::new(HashMap::new()),
             metadata_lock: tokio::sync::Mutex::new(()),
             metadata_dirty: Cell::new(false),
             next_client_id: Cell::new(1),
@@ -332,14 +334,31 @@ impl Broker {
         }
         // Asked before the create lock, so a slow nsqlookupd delays only this topic's creators.
         let known = self.known_channels_of(name).await;
-        let _guard = self.create_lock.lock().await;
+        let lock = Rc::clone(
+            self.creating
+                .borrow_mut()
+                .entry(name.to_owned())
+                .or_default(),
+        );
+        let guard = lock.lock().await;
+        let created = self.create_topic(name, &known).await;
+        drop(guard);
+        // The map and this call hold the last two references: nobody else waits for it.
+        if Rc::strong_count(&lock) == 2 {
+            self.creating.borrow_mut().remove(name);
+        }
+        created
+    }
+
+    /// The creating half of [`Broker::topic`], under that topic's create lock.
+    async fn create_topic(&self, name: &str, known: &[String]) -> Result<Rc<Topic>, BrokerError> {
         if let Some(t) = self.get_topic(name) {
             return Ok(t);
         }
         let topic = self.open_topic(name).await?;
         tracing::info!("TOPIC({name}): created");
         // Before the topic is visible, so every pre-created channel sees its first message.
-        self.precreate_channels(&topic, &known).await;
+        self.precreate_channels(&topic, known).await;
         self.topics
             .borrow_mut()
             .insert(name.to_owned(), Rc::clone(&topic));

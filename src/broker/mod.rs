@@ -306,6 +306,9 @@ impl Broker {
             (Some(data), false) => {
                 let dir = paths::topic_log_dir(data, name);
                 let (log, report) = Log::open(self.cfg.io, &dir, self.cfg.log.clone()).await?;
+                // At most this many messages are acknowledged before they are written: a full
+                // disk must not drop them (they are written when space returns).
+                log.keep_unwritten(self.cfg.mem_queue_size);
                 tracing::info!(topic = %name, "TOPIC({name}): opened log: {report}");
                 Store::Durable(log)
             }

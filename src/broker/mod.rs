@@ -202,7 +202,7 @@ impl Broker {
         );
     }
 
-    /// Opens every topic found in the data directory with its channels, [`TOPIC_JOBS_CONCURRENT`]
+    /// Opens every topic found in the data directory with its channels, [`Broker::topic_jobs`]
     /// at a time (their reads overlap; the file budget bounds the descriptors they hold).
     async fn load(self: &Rc<Self>) -> Result<(), BrokerError> {
         let Some(data) = self.cfg.data_path.clone() else {
@@ -228,7 +228,7 @@ impl Broker {
                 tracing::warn!("skipping {name:?} in the data directory: not a valid topic name");
                 continue;
             }
-            if running.len() >= TOPIC_JOBS_CONCURRENT {
+            if running.len() >= self.topic_jobs() {
                 self.loaded(running.join_next().await)?;
             }
             let (broker, data) = (Rc::clone(self), data.clone());
@@ -436,10 +436,10 @@ impl Broker {
             if self.exiting.get() {
                 return;
             }
-            for_each_topic(
-                self.topics(),
-                |topic| async move { topic.checkpoint().await },
-            )
+            let jobs = self.topic_jobs();
+            for_each_topic(self.topics(), jobs, |topic| async move {
+                topic.checkpoint().await;
+            })
             .await;
         }
     }
@@ -460,7 +460,13 @@ impl Broker {
         if let Err(e) = self.persist_metadata().await {
             tracing::error!("failed to persist metadata - {e}");
         }
-        for_each_topic(self.topics(), |topic| async move { topic.close().await }).await;
+        let jobs = self.topic_jobs();
+        for_each_topic(
+            self.topics(),
+            jobs,
+            |topic| async move { topic.close().await },
+        )
+        .await;
     }
 }
 
@@ -468,15 +474,23 @@ impl Broker {
 /// file system commits them together) instead of waiting for each other, one topic at a time.
 const TOPIC_JOBS_CONCURRENT: usize = 64;
 
-/// Runs `job` for every topic, at most [`TOPIC_JOBS_CONCURRENT`] at once; returns when all
-/// are done.
-async fn for_each_topic<Fut>(topics: Vec<Rc<Topic>>, job: impl Fn(Rc<Topic>) -> Fut)
+impl Broker {
+    /// How many topic jobs run at once: [`TOPIC_JOBS_CONCURRENT`], and at most a quarter of the
+    /// file budget (a job may hold one file while it opens another, as recovery does when it
+    /// moves damaged bytes aside: a few jobs can never hold every descriptor).
+    fn topic_jobs(&self) -> usize {
+        (self.cfg.io.files().stats().open_max / 4).clamp(1, TOPIC_JOBS_CONCURRENT)
+    }
+}
+
+/// Runs `job` for every topic, at most `jobs` at once; returns when all are done.
+async fn for_each_topic<Fut>(topics: Vec<Rc<Topic>>, jobs: usize, job: impl Fn(Rc<Topic>) -> Fut)
 where
     Fut: Future<Output = ()> + 'static,
 {
     let mut running = tokio::task::JoinSet::new();
     for topic in topics {
-        if running.len() >= TOPIC_JOBS_CONCURRENT {
+        if running.len() >= jobs {
             if let Some(Err(e)) = running.join_next().await {
                 tracing::error!("a topic job failed: {e}");
             }

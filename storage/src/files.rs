@@ -8,16 +8,18 @@
 //!
 //! Invariants:
 //! - At most `open_max` slots are held (cached handles and transient opens alike).
-//! - A cached handle is closed only when nobody is using it (no operation in flight: its `Rc`
-//!   is held by the cache alone) and it is *clean*. The writer marks its segment dirty after a
+//! - A cached handle is closed only when nobody is using it (no [`Handle`] alive: no operation
+//!   in flight) and it is *clean*. The writer marks its segment dirty after a
 //!   write and clean after an fdatasync through it: closing a file with unsynced writes could
 //!   lose a write-back error (Linux reports it to the descriptors open when it happened and may
 //!   forget it once the inode leaves memory), so the fdatasync that would report it must come
 //!   first. When every cached handle is dirty and an open waits, their owners are woken and asked
 //!   to sync early ([`Files::sync_asked`]).
-//! - No task waits for a slot while it holds a handle nobody else can close (a dirty one, or one
-//!   outside the cache): the writer syncs before it rolls or checkpoints, and a new segment enters
-//!   the cache before its directory is fsynced. So every wait ends.
+//! - No log task waits for a slot while it holds a handle nobody else can close (a dirty one,
+//!   or one outside the cache): the writer syncs before it rolls or checkpoints, and a new
+//!   segment enters the cache before its directory is fsynced. So every wait ends. (Recovery,
+//!   moving damaged bytes aside, holds the source while it creates the copy: a caller opening
+//!   many logs at once keeps their number well under the budget.)
 
 use crate::io::{Io, OpenMode};
 use std::cell::{Cell, RefCell};

@@ -124,7 +124,7 @@ impl Topic {
             }
             last = Some(appended);
             count += 1;
-            bytes += body.len() as u64;
+            bytes += u64::try_from(body.len()).unwrap_or(u64::MAX);
         }
         for c in self.channels.borrow().values() {
             // nsqd counts a message for a channel when it reaches it, not when it is delivered.
@@ -290,7 +290,9 @@ impl Topic {
         channel.dirty.set(false);
         if let Some(log) = self.store.log() {
             let bytes = serde_json::to_vec(&channel.snapshot(log.synced())).unwrap_or_default();
-            (self.written_states.borrow_mut()).insert(name.to_owned(), crc32c::crc32c(&bytes));
+            self.written_states
+                .borrow_mut()
+                .insert(name.to_owned(), crc32c::crc32c(&bytes));
         }
         self.insert_channel(&channel);
     }
@@ -359,7 +361,9 @@ impl Topic {
         }
         let result = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
         if result.is_ok() {
-            (self.written_states.borrow_mut()).insert(channel.name.clone(), fingerprint);
+            self.written_states
+                .borrow_mut()
+                .insert(channel.name.clone(), fingerprint);
         } else {
             channel.dirty.set(true);
         }

@@ -128,6 +128,8 @@ fn publish_batches(addr: SocketAddr, round: usize, batches: usize) -> Vec<String
 #[derive(Default)]
 struct Seen {
     delivered: Vec<String>,
+    /// Each finished message and when its FIN was written, in delivery order.
+    finished: Vec<(String, Instant)>,
     /// Delivered and deliberately left unfinished (or finished after the broker died).
     unfinished: HashSet<String>,
 }
@@ -156,6 +158,8 @@ fn consume_round(addr: SocketAddr, stop: &AtomicBool, finish_all: bool) -> Seen 
                 fin.push(b'\n');
                 if hold || c.s.write_all(&fin).is_err() {
                     seen.unfinished.insert(body);
+                } else {
+                    seen.finished.push((body, Instant::now()));
                 }
             }
             Ok(Frame::Response(r)) if r == b"_heartbeat_" => {
@@ -290,48 +294,6 @@ const DUP_ROUNDS: usize = 8;
 /// longer and the sync interval far longer, so state saved only at sync points fails here.
 const FIN_REMEMBERED_WITHIN: Duration = Duration::from_millis(500);
 
-/// Consumes, finishing everything, until the broker dies or `stop`; returns (body, when its FIN
-/// was written) in delivery order.
-fn consume_fin_all(addr: SocketAddr, stop: &AtomicBool) -> Vec<(String, Instant)> {
-    let mut out = Vec::new();
-    let Ok(mut c) = Conn::connect(addr) else {
-        return out;
-    };
-    if c.s
-        .write_all(format!("SUB {TOPIC} {CHANNEL}\nRDY 500\n").as_bytes())
-        .is_err()
-    {
-        return out;
-    }
-    c.s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    while !stop.load(Ordering::Relaxed) {
-        match c.read_frame() {
-            Ok(Frame::Message { id, body }) => {
-                let mut fin = b"FIN ".to_vec();
-                fin.extend_from_slice(&id);
-                fin.push(b'\n');
-                if c.s.write_all(&fin).is_err() {
-                    break;
-                }
-                out.push((body, Instant::now()));
-            }
-            Ok(Frame::Response(r)) if r == b"_heartbeat_" => {
-                if c.s.write_all(b"NOP\n").is_err() {
-                    break;
-                }
-            }
-            Ok(Frame::Response(_)) => {}
-            Ok(Frame::Error(e)) => panic!("consumer got an error frame: {e}"),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(_) => break,
-        }
-    }
-    out
-}
-
 /// At nsqd's defaults (plus a long sync interval), in rounds shorter than that interval: after
 /// each `kill -9` only messages finished just before the kill come back, and none is delivered
 /// twice within one session.
@@ -350,7 +312,7 @@ fn kill9_redelivers_only_what_was_finished_just_before() {
         let publisher = thread::spawn(move || publish_batches(addr, round, usize::MAX));
         let consumer = {
             let stop = Arc::clone(&stop);
-            thread::spawn(move || consume_fin_all(addr, &stop))
+            thread::spawn(move || consume_round(addr, &stop, true))
         };
         thread::sleep(Duration::from_millis(rng.gen_range(1000..3000)));
         broker.kill9();
@@ -359,7 +321,7 @@ fn kill9_redelivers_only_what_was_finished_just_before() {
         publisher.join().unwrap();
         let mut session = HashSet::new();
         let mut round_dups = 0;
-        for (body, fin_at) in consumer.join().unwrap() {
+        for (body, fin_at) in consumer.join().unwrap().finished {
             deliveries += 1;
             if !session.insert(body.clone()) {
                 twice_in_session += 1;

@@ -24,6 +24,8 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 pub const METADATA_RETRY: Duration = Duration::from_secs(1);
 /// Least time between two background rewrites of `nsqd.dat`.
 pub const METADATA_WRITE_INTERVAL_MIN: Duration = Duration::from_millis(200);
+/// After a background rewrite that took `t`, the next waits at least this many times `t`.
+pub const METADATA_WRITE_PAUSE_FACTOR: u32 = 9;
 
 /// The nsqd version written into `nsqd.dat` (what nsqd 1.3.0 writes).
 pub const METADATA_VERSION: &str = "1.3.0";
@@ -219,15 +221,19 @@ impl Broker {
                     return;
                 }
                 if changed || self.metadata_dirty.get() {
+                    let started = tokio::time::Instant::now();
                     if let Err(e) = self.persist_metadata().await {
                         tracing::error!("failed to persist metadata - {e}");
                     }
-                    // One rewrite of the whole picture per interval at most, whatever the rate
-                    // of creates: the file grows with the topics, so rewriting it per create
-                    // would make creating N topics cost N². (A create does not wait for it: the
-                    // topic's directory and the channel's state file are on disk before its
-                    // `200`, and start-up finds them.)
-                    tokio::time::sleep(METADATA_WRITE_INTERVAL_MIN).await;
+                    // The file grows with the topics: rewritten per create, creating N topics
+                    // would cost N². So a burst of creates gets one rewrite per interval, and
+                    // rewriting takes at most a tenth of the time, however large the file. (A
+                    // create does not wait for it: the topic's directory and the channel's
+                    // state file are on disk before its `200`, and start-up finds them.)
+                    let spent = started.elapsed();
+                    let pause = METADATA_WRITE_INTERVAL_MIN
+                        .max(spent.saturating_mul(METADATA_WRITE_PAUSE_FACTOR));
+                    tokio::time::sleep(pause).await;
                 }
             }
         }

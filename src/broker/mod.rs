@@ -124,6 +124,8 @@ pub enum BrokerError {
     Metadata { path: PathBuf, reason: String },
     #[error("exiting")]
     Exiting,
+    #[error("a start-up task failed: {0}")]
+    Task(String),
     /// Another shard failed to open (its error, as text: it came from another thread).
     #[error("{reason}")]
     Shard { reason: String },
@@ -143,7 +145,9 @@ pub struct Broker {
     /// The way to the other shards.
     pub link: Rc<Link>,
     topics: RefCell<BTreeMap<String, Rc<Topic>>>,
-    create_lock: tokio::sync::Mutex<()>,
+    /// Topics being created, by name: the creators of one topic wait for each other, never for
+    /// those of another (creating many topics at once overlaps their disk work).
+    creating: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
     /// One `nsqd.dat` write at a time.
     metadata_lock: tokio::sync::Mutex<()>,
     /// `nsqd.dat` is behind the broker's state (a write failed, or changes wait to be written).
@@ -168,7 +172,7 @@ impl Broker {
             options: Rc::new(options),
             link: Rc::new(link),
             topics: RefCell::new(BTreeMap::new()),
-            create_lock: tokio::sync::Mutex::new(()),
+            creating: RefCell::new(HashMap::new()),
             metadata_lock: tokio::sync::Mutex::new(()),
             metadata_dirty: Cell::new(false),
             clients: RefCell::new(HashMap::new()),
@@ -215,7 +219,9 @@ impl Broker {
         }
     }
 
-    async fn load(&self) -> Result<(), BrokerError> {
+    /// Opens every topic found in the data directory with its channels, [`Broker::topic_jobs`]
+    /// at a time (their reads overlap; the file budget bounds the descriptors they hold).
+    async fn load(self: &Rc<Self>) -> Result<(), BrokerError> {
         let Some(data) = self.cfg.data_path.clone() else {
             return Ok(());
         };
@@ -231,6 +237,7 @@ impl Broker {
                 })
             }
         };
+        let mut running = tokio::task::JoinSet::new();
         for name in names_in(entries, paths::topic_name_of) {
             if !crate::protocol::is_valid_topic_name(name.as_bytes())
                 || crate::protocol::is_ephemeral(&name)
@@ -245,11 +252,36 @@ impl Broker {
             if !self.cfg.place.owns(&name) {
                 continue;
             }
-            let topic = self.open_topic(&name).await?;
-            self.load_channels(&data, &topic).await?;
-            self.topics.borrow_mut().insert(name, topic);
+            if running.len() >= self.topic_jobs() {
+                self.loaded(running.join_next().await)?;
+            }
+            let (broker, data) = (Rc::clone(self), data.clone());
+            running.spawn_local(async move {
+                let topic = broker.open_topic(&name).await?;
+                broker.load_channels(&data, &topic).await?;
+                Ok(topic)
+            });
+        }
+        while let Some(done) = running.join_next().await {
+            self.loaded(Some(done))?;
         }
         Ok(())
+    }
+
+    /// Records a topic `load` opened (or passes its error on).
+    fn loaded(
+        &self,
+        done: Option<Result<Result<Rc<Topic>, BrokerError>, tokio::task::JoinError>>,
+    ) -> Result<(), BrokerError> {
+        match done {
+            Some(Ok(Ok(topic))) => {
+                self.topics.borrow_mut().insert(topic.name.clone(), topic);
+                Ok(())
+            }
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(e)) => Err(BrokerError::Task(e.to_string())),
+            None => Ok(()),
+        }
     }
 
     async fn load_channels(
@@ -276,6 +308,9 @@ impl Broker {
             (Some(data), false) => {
                 let dir = paths::topic_log_dir(data, name);
                 let (log, report) = Log::open(self.cfg.io, &dir, self.cfg.log.clone()).await?;
+                // At most this many messages are acknowledged before they are written: a full
+                // disk must not drop them (they are written when space returns).
+                log.keep_unwritten(self.cfg.mem_queue_size);
                 tracing::info!(topic = %name, "TOPIC({name}): opened log: {report}");
                 Store::Durable(log)
             }
@@ -304,14 +339,41 @@ impl Broker {
         }
         // Asked before the create lock, so a slow nsqlookupd delays only this topic's creators.
         let known = self.known_channels_of(name).await;
-        let _guard = self.create_lock.lock().await;
+        let lock = self.name_lock(name);
+        let guard = lock.lock().await;
+        let created = self.create_topic(name, &known).await;
+        drop(guard);
+        self.release_name_lock(name, &lock);
+        created
+    }
+
+    /// Topic `name`'s create lock, shared by its creators and its deleter.
+    fn name_lock(&self, name: &str) -> Rc<tokio::sync::Mutex<()>> {
+        Rc::clone(
+            self.creating
+                .borrow_mut()
+                .entry(name.to_owned())
+                .or_default(),
+        )
+    }
+
+    /// Forgets `name`'s create lock once nobody else holds or waits for it.
+    fn release_name_lock(&self, name: &str, lock: &Rc<tokio::sync::Mutex<()>>) {
+        // The map and the caller hold the last two references: nobody else waits for it.
+        if Rc::strong_count(lock) == 2 {
+            self.creating.borrow_mut().remove(name);
+        }
+    }
+
+    /// The creating half of [`Broker::topic`], under that topic's create lock.
+    async fn create_topic(&self, name: &str, known: &[String]) -> Result<Rc<Topic>, BrokerError> {
         if let Some(t) = self.get_topic(name) {
             return Ok(t);
         }
         let topic = self.open_topic(name).await?;
         tracing::info!("TOPIC({name}): created");
         // Before the topic is visible, so every pre-created channel sees its first message.
-        self.precreate_channels(&topic, &known).await;
+        self.precreate_channels(&topic, known).await;
         self.topics
             .borrow_mut()
             .insert(name.to_owned(), Rc::clone(&topic));
@@ -352,7 +414,16 @@ impl Broker {
     /// publish that recreates the topic meanwhile waits until the old directory is gone (it
     /// would otherwise open its new log in a directory about to be removed).
     pub async fn delete_topic(&self, name: &str) -> bool {
-        let _no_create_meanwhile = self.create_lock.lock().await;
+        let lock = self.name_lock(name);
+        let guard = lock.lock().await;
+        let deleted = self.delete_topic_locked(name).await;
+        drop(guard);
+        self.release_name_lock(name, &lock);
+        deleted
+    }
+
+    /// The deleting half of [`Broker::delete_topic`], under that topic's create lock.
+    async fn delete_topic_locked(&self, name: &str) -> bool {
         let Some(topic) = self.topics.borrow_mut().remove(name) else {
             return false;
         };
@@ -389,10 +460,10 @@ impl Broker {
             if self.exiting.get() {
                 return;
             }
-            for_each_topic(
-                self.topics(),
-                |topic| async move { topic.checkpoint().await },
-            )
+            let jobs = self.topic_jobs();
+            for_each_topic(self.topics(), jobs, |topic| async move {
+                topic.checkpoint().await;
+            })
             .await;
         }
     }
@@ -425,7 +496,13 @@ impl Broker {
     /// is written before, while every shard can still answer: see `server::stop`.)
     pub async fn close(&self) {
         self.exiting.set(true);
-        for_each_topic(self.topics(), |topic| async move { topic.close().await }).await;
+        let jobs = self.topic_jobs();
+        for_each_topic(
+            self.topics(),
+            jobs,
+            |topic| async move { topic.close().await },
+        )
+        .await;
     }
 }
 
@@ -433,15 +510,23 @@ impl Broker {
 /// file system commits them together) instead of waiting for each other, one topic at a time.
 const TOPIC_JOBS_CONCURRENT: usize = 64;
 
-/// Runs `job` for every topic, at most [`TOPIC_JOBS_CONCURRENT`] at once; returns when all
-/// are done.
-async fn for_each_topic<Fut>(topics: Vec<Rc<Topic>>, job: impl Fn(Rc<Topic>) -> Fut)
+impl Broker {
+    /// How many topic jobs run at once: [`TOPIC_JOBS_CONCURRENT`], and at most a quarter of the
+    /// file budget (a job may hold one file while it opens another, as recovery does when it
+    /// moves damaged bytes aside: a few jobs can never hold every descriptor).
+    fn topic_jobs(&self) -> usize {
+        (self.cfg.io.files().stats().open_max / 4).clamp(1, TOPIC_JOBS_CONCURRENT)
+    }
+}
+
+/// Runs `job` for every topic, at most `jobs` at once; returns when all are done.
+async fn for_each_topic<Fut>(topics: Vec<Rc<Topic>>, jobs: usize, job: impl Fn(Rc<Topic>) -> Fut)
 where
     Fut: Future<Output = ()> + 'static,
 {
     let mut running = tokio::task::JoinSet::new();
     for topic in topics {
-        if running.len() >= TOPIC_JOBS_CONCURRENT {
+        if running.len() >= jobs {
             if let Some(Err(e)) = running.join_next().await {
                 tracing::error!("a topic job failed: {e}");
             }

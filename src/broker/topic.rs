@@ -154,7 +154,7 @@ impl Topic {
             }
             last = Some(appended);
             count += 1;
-            bytes += body.len() as u64;
+            bytes += u64::try_from(body.len()).unwrap_or(u64::MAX);
         }
         let mut floor = self.store.end().seq;
         for c in self.channels.borrow().values() {

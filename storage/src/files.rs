@@ -8,21 +8,23 @@
 //!
 //! Invariants:
 //! - At most `open_max` slots are held (cached handles and transient opens alike).
-//! - A cached handle is closed only when nobody is using it (no operation in flight: its `Rc`
-//!   is held by the cache alone) and it is *clean*. The writer marks its segment dirty after a
+//! - A cached handle is closed only when nobody is using it (no [`Handle`] alive: no operation
+//!   in flight) and it is *clean*. The writer marks its segment dirty after a
 //!   write and clean after an fdatasync through it: closing a file with unsynced writes could
 //!   lose a write-back error (Linux reports it to the descriptors open when it happened and may
 //!   forget it once the inode leaves memory), so the fdatasync that would report it must come
 //!   first. When every cached handle is dirty and an open waits, their owners are woken and asked
 //!   to sync early ([`Files::sync_asked`]).
-//! - No task waits for a slot while it holds a handle nobody else can close (a dirty one, or one
-//!   outside the cache): the writer syncs before it rolls or checkpoints, and a new segment enters
-//!   the cache before its directory is fsynced. So every wait ends.
+//! - No log task waits for a slot while it holds a handle nobody else can close (a dirty one,
+//!   or one outside the cache): the writer syncs before it rolls or checkpoints, and a new
+//!   segment enters the cache before its directory is fsynced. So every wait ends. (Recovery,
+//!   moving damaged bytes aside, holds the source while it creates the copy: a caller opening
+//!   many logs at once keeps their number well under the budget.)
 
 use crate::io::{Io, OpenMode};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -32,6 +34,8 @@ use tokio::time::Instant;
 pub const OPEN_FILES_MAX_DEFAULT: usize = 256;
 /// A cached handle unused this long is closed.
 pub const IDLE_CLOSE_AFTER: Duration = Duration::from_secs(10);
+/// Dirty handles asked to sync at a time when an open waits.
+const SYNC_ASKS_PER_WAIT: usize = 8;
 
 /// The counter every open file draws from.
 #[derive(Debug)]
@@ -39,7 +43,8 @@ struct Budget {
     open_max: Cell<usize>,
     open: Cell<usize>,
     open_peak: Cell<usize>,
-    /// Wakes waiters when a slot is released or a cached handle becomes closable.
+    /// Wakes one waiter when a slot is released or a cached handle may have become closable
+    /// (one at a time: each wake-up is O(1) work, however many wait).
     freed: Notify,
 }
 
@@ -55,28 +60,54 @@ impl Drop for Slot {
         self.budget
             .open
             .set(self.budget.open.get().saturating_sub(1));
-        self.budget.freed.notify_waiters();
+        self.budget.freed.notify_one();
     }
 }
 
 #[derive(Debug)]
 struct Entry<F> {
+    /// Tells this entry from a later one of the same path (handles name the entry they use).
+    id: u64,
     file: Rc<F>,
     writable: bool,
     dirty: bool,
     sync_asked: bool,
+    /// Handles alive: an operation may be in flight.
+    in_use: usize,
     /// Wakes the task that must sync this file (the log's writer) under pressure.
     owner: Option<Weak<Notify>>,
+    /// Key in the map [`Entry::listed_in`] names.
     tick: u64,
     used_at: Instant,
+}
+
+/// Which of the cache's ordered maps lists an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    /// Clean and unused: may be closed.
+    Closable,
+    /// Dirty, its owner not yet asked to sync.
+    Dirty,
+}
+
+impl<F> Entry<F> {
+    fn listed_in(&self) -> Option<Listed> {
+        match (self.dirty, self.sync_asked, self.in_use) {
+            (false, _, 0) => Some(Listed::Closable),
+            (true, false, _) => Some(Listed::Dirty),
+            _ => None,
+        }
+    }
 }
 
 /// A cached file in use: keeps it open (not closable) until dropped, then lets a waiting open
 /// close it.
 #[derive(Debug)]
-pub struct Handle<F> {
+pub struct Handle<F: 'static> {
     file: Rc<F>,
-    budget: Rc<Budget>,
+    files: Weak<Files<F>>,
+    path: Rc<Path>,
+    id: u64,
 }
 
 impl<F> std::ops::Deref for Handle<F> {
@@ -86,23 +117,21 @@ impl<F> std::ops::Deref for Handle<F> {
     }
 }
 
-impl<F> Drop for Handle<F> {
+impl<F: 'static> Drop for Handle<F> {
     fn drop(&mut self) {
-        self.budget.freed.notify_waiters();
-    }
-}
-
-impl<F> Entry<F> {
-    fn closable(&self) -> bool {
-        !self.dirty && Rc::strong_count(&self.file) == 1
+        if let Some(files) = self.files.upgrade() {
+            files.release(&self.path, self.id);
+        }
     }
 }
 
 #[derive(Debug)]
 struct Cache<F> {
-    entries: HashMap<PathBuf, Entry<F>>,
-    /// Use order: tick → path, oldest first.
-    lru: BTreeMap<u64, PathBuf>,
+    entries: HashMap<Rc<Path>, Entry<F>>,
+    /// Clean handles nobody uses, least recently used first (tick → path): closed first.
+    closable: BTreeMap<u64, Rc<Path>>,
+    /// Dirty handles whose owner was not yet asked to sync, oldest first.
+    dirty: BTreeMap<u64, Rc<Path>>,
     tick: u64,
 }
 
@@ -144,7 +173,8 @@ impl<F: 'static> Default for Files<F> {
             }),
             cache: RefCell::new(Cache {
                 entries: HashMap::new(),
-                lru: BTreeMap::new(),
+                closable: BTreeMap::new(),
+                dirty: BTreeMap::new(),
                 tick: 0,
             }),
             sweeping: Cell::new(false),
@@ -188,6 +218,10 @@ impl<F: 'static> Files<F> {
                 self.budget
                     .open_peak
                     .set(self.budget.open_peak.get().max(open));
+                if waited {
+                    // Another waiter may be able to go on too.
+                    self.budget.freed.notify_one();
+                }
                 return Slot {
                     budget: Rc::clone(&self.budget),
                 };
@@ -207,15 +241,10 @@ impl<F: 'static> Files<F> {
     /// Closes the least recently used closable cached handle; false if there is none.
     fn close_one_idle(&self) -> bool {
         let mut cache = self.cache.borrow_mut();
-        let victim = cache
-            .lru
-            .values()
-            .find(|path| cache.entries.get(*path).is_some_and(Entry::closable))
-            .cloned();
-        let Some(path) = victim else {
+        let Some((_, path)) = cache.closable.pop_first() else {
             return false;
         };
-        let entry = cache.remove(&path);
+        let entry = cache.entries.remove(&path);
         drop(cache);
         // Dropping the last `Rc` closes the descriptor and releases its slot.
         drop(entry);
@@ -223,12 +252,16 @@ impl<F: 'static> Files<F> {
         true
     }
 
-    /// Wakes the owner of every dirty cached handle not yet asked, so it syncs and frees it.
+    /// Wakes the owners of the oldest dirty cached handles not yet asked, so they sync and
+    /// free them.
     fn ask_dirty_to_sync(&self) {
         let mut cache = self.cache.borrow_mut();
         let mut owners = Vec::new();
-        for entry in cache.entries.values_mut() {
-            if entry.dirty && !entry.sync_asked {
+        while owners.len() < SYNC_ASKS_PER_WAIT {
+            let Some((_, path)) = cache.dirty.pop_first() else {
+                break;
+            };
+            if let Some(entry) = cache.entries.get_mut(&path) {
                 entry.sync_asked = true;
                 owners.extend(entry.owner.as_ref().and_then(Weak::upgrade));
             }
@@ -240,21 +273,23 @@ impl<F: 'static> Files<F> {
     }
 
     /// The cached handle of `path`, if it is open (for writing when `writable`).
-    pub fn get(&self, path: &Path, writable: bool) -> Option<Handle<F>> {
+    pub fn get(self: &Rc<Self>, path: &Path, writable: bool) -> Option<Handle<F>> {
         let mut cache = self.cache.borrow_mut();
-        let tick = cache.next_tick();
-        let entry = cache.entries.get_mut(path)?;
+        let (key, entry) = cache.entries.get_key_value(path)?;
         if writable && !entry.writable {
             return None;
         }
-        let old = std::mem::replace(&mut entry.tick, tick);
-        entry.used_at = Instant::now();
-        let file = Rc::clone(&entry.file);
-        cache.lru.remove(&old);
-        cache.lru.insert(tick, path.to_path_buf());
+        let key = Rc::clone(key);
+        let (file, id) = cache.update(&key, true, |e| {
+            e.in_use += 1;
+            e.used_at = Instant::now();
+            (Rc::clone(&e.file), e.id)
+        })?;
         Some(Handle {
             file,
-            budget: Rc::clone(&self.budget),
+            files: Rc::downgrade(self),
+            path: key,
+            id,
         })
     }
 
@@ -269,43 +304,64 @@ impl<F: 'static> Files<F> {
             }
         }
         let file = Rc::new(file);
-        let handle = Handle {
-            file: Rc::clone(&file),
-            budget: Rc::clone(&self.budget),
-        };
         let mut cache = self.cache.borrow_mut();
         let old = cache.remove(path);
-        let tick = cache.next_tick();
-        cache.entries.insert(
-            path.to_path_buf(),
-            Entry {
-                file,
-                writable,
-                dirty: old.as_ref().is_some_and(|e| e.dirty),
-                sync_asked: false,
-                owner: old.and_then(|e| e.owner),
-                tick,
-                used_at: Instant::now(),
-            },
-        );
-        cache.lru.insert(tick, path.to_path_buf());
+        let key: Rc<Path> = Rc::from(path);
+        let id = cache.next_tick();
+        let entry = Entry {
+            id,
+            file: Rc::clone(&file),
+            writable,
+            dirty: old.as_ref().is_some_and(|e| e.dirty),
+            sync_asked: false,
+            in_use: 1,
+            owner: old.and_then(|e| e.owner),
+            tick: id,
+            used_at: Instant::now(),
+        };
+        cache.list(&key, &entry);
+        cache.entries.insert(Rc::clone(&key), entry);
         drop(cache);
         self.start_sweeper();
-        handle
+        Handle {
+            file,
+            files: Rc::downgrade(self),
+            path: key,
+            id,
+        }
+    }
+
+    /// A handle was dropped: its entry may become closable.
+    fn release(&self, path: &Rc<Path>, id: u64) {
+        let Ok(mut cache) = self.cache.try_borrow_mut() else {
+            // Never happens (no handle is dropped while the cache is borrowed); if it did,
+            // the entry would only stay open until forgotten or replaced.
+            return;
+        };
+        if cache.entries.get(path).is_some_and(|e| e.id == id) {
+            cache.update(path, false, |e| e.in_use = e.in_use.saturating_sub(1));
+        }
+        drop(cache);
+        self.budget.freed.notify_one();
     }
 
     /// Marks the cached handle of `path` as holding writes not yet fdatasynced (`dirty`), or as
     /// synced. `owner` is woken when the budget needs the handle back.
     pub fn set_dirty(&self, path: &Path, dirty: bool, owner: &Rc<Notify>) {
         let mut cache = self.cache.borrow_mut();
-        if let Some(entry) = cache.entries.get_mut(path) {
-            entry.dirty = dirty;
-            entry.owner = Some(Rc::downgrade(owner));
-            if !dirty {
-                entry.sync_asked = false;
-                drop(cache);
-                self.budget.freed.notify_waiters();
+        let Some(key) = cache.entries.get_key_value(path).map(|(k, _)| Rc::clone(k)) else {
+            return;
+        };
+        cache.update(&key, false, |e| {
+            e.owner = Some(Rc::downgrade(owner));
+            if e.dirty != dirty {
+                e.dirty = dirty;
+                e.sync_asked = false;
             }
+        });
+        drop(cache);
+        if !dirty {
+            self.budget.freed.notify_one();
         }
     }
 
@@ -327,7 +383,7 @@ impl<F: 'static> Files<F> {
     /// Drops every cached handle under `dir` (a directory being removed).
     pub fn forget_under(&self, dir: &Path) {
         let mut cache = self.cache.borrow_mut();
-        let paths: Vec<PathBuf> = cache
+        let paths: Vec<Rc<Path>> = cache
             .entries
             .keys()
             .filter(|p| p.starts_with(dir))
@@ -341,17 +397,19 @@ impl<F: 'static> Files<F> {
     /// Closes closable handles unused for [`IDLE_CLOSE_AFTER`]; returns how many are cached.
     fn sweep(&self, now: Instant) -> usize {
         let mut cache = self.cache.borrow_mut();
-        let expired: Vec<PathBuf> = cache
-            .lru
-            .values()
-            .map_while(|path| {
-                let entry = cache.entries.get(path)?;
-                (now.saturating_duration_since(entry.used_at) >= IDLE_CLOSE_AFTER)
-                    .then(|| (entry.closable(), path.clone()))
-            })
-            .filter_map(|(closable, path)| closable.then_some(path))
-            .collect();
-        let closed: Vec<_> = expired.iter().map(|p| cache.remove(p)).collect();
+        let mut closed = Vec::new();
+        while let Some((_, path)) = cache.closable.first_key_value() {
+            let expired = cache
+                .entries
+                .get(path)
+                .is_none_or(|e| now.saturating_duration_since(e.used_at) >= IDLE_CLOSE_AFTER);
+            if !expired {
+                break;
+            }
+            if let Some((_, path)) = cache.closable.pop_first() {
+                closed.extend(cache.entries.remove(&path));
+            }
+        }
         let left = cache.entries.len();
         drop(cache);
         let n = u64::try_from(closed.len()).unwrap_or(u64::MAX);
@@ -407,9 +465,51 @@ impl<F> Cache<F> {
         self.tick
     }
 
+    fn map(&mut self, listed: Listed) -> &mut BTreeMap<u64, Rc<Path>> {
+        match listed {
+            Listed::Closable => &mut self.closable,
+            Listed::Dirty => &mut self.dirty,
+        }
+    }
+
+    /// Lists a new entry in the map its state calls for.
+    fn list(&mut self, key: &Rc<Path>, entry: &Entry<F>) {
+        if let Some(listed) = entry.listed_in() {
+            self.map(listed).insert(entry.tick, Rc::clone(key));
+        }
+    }
+
+    /// Changes an entry with `change` and lists it again where its new state belongs (at the
+    /// young end when `touched`, or when it moves).
+    fn update<T>(
+        &mut self,
+        key: &Rc<Path>,
+        touched: bool,
+        change: impl FnOnce(&mut Entry<F>) -> T,
+    ) -> Option<T> {
+        let tick = self.next_tick();
+        let entry = self.entries.get_mut(key)?;
+        let before = (entry.listed_in(), entry.tick);
+        let out = change(entry);
+        let after = entry.listed_in();
+        if before.0 == after && !touched {
+            return Some(out);
+        }
+        entry.tick = tick;
+        if let Some(listed) = before.0 {
+            self.map(listed).remove(&before.1);
+        }
+        if let Some(listed) = after {
+            self.map(listed).insert(tick, Rc::clone(key));
+        }
+        Some(out)
+    }
+
     fn remove(&mut self, path: &Path) -> Option<Entry<F>> {
         let entry = self.entries.remove(path)?;
-        self.lru.remove(&entry.tick);
+        if let Some(listed) = entry.listed_in() {
+            self.map(listed).remove(&entry.tick);
+        }
         Some(entry)
     }
 }

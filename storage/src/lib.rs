@@ -20,7 +20,9 @@
 //!   (no more appends; every waiter gets the error; [`Log::error`] keeps the original). ENOSPC
 //!   fails the records of that write and those queued behind ([`Error::NoSpace`]), rolls `end`
 //!   back to `written`, truncates the partial bytes, and does not poison; so does a write that
-//!   finds no file descriptor (EMFILE, ENFILE).
+//!   finds no file descriptor (EMFILE, ENFILE). A caller that acknowledges records before they
+//!   are written asks the log to keep that many ([`Log::keep_unwritten`]): those stay queued
+//!   and are written again every half second until space returns.
 //! - [`WriteHealth`] ([`Io::health`]): the outcome of the latest write through a backend (any
 //!   log, any [`atomic_write`]) and the logs that are poisoned, for a health check.
 //! - [`Files`] ([`Io::files`]): file descriptors as a budget. Every open takes a slot (waiting
@@ -140,7 +142,7 @@
 mod error;
 pub mod files;
 pub mod format;
-mod health;
+pub mod health;
 pub mod io;
 mod log;
 mod meta;

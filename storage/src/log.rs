@@ -92,6 +92,8 @@ pub(crate) struct State {
     pub close_result: Option<Result<()>>,
     /// Highest seq a `wait_synced` caller is waiting for.
     pub sync_wanted: u64,
+    /// Unwritten records a write failing for want of space keeps (`Log::keep_unwritten`).
+    pub unwritten_kept_max: u64,
     /// Segments dropped by `retain_from` whose files the writer has yet to delete.
     pub doomed: Vec<SegmentInfo>,
     pub rollback_gen: u64,
@@ -137,10 +139,12 @@ impl State {
             .map(|r| r.2.clone())
     }
 
+    /// Records that the records from `end` on were failed by `error` (call it after moving
+    /// `end` back).
     pub fn record_rollback(&mut self, error: Error) {
         self.rollback_gen += 1;
         self.rollbacks
-            .push_back((self.rollback_gen, self.written, error));
+            .push_back((self.rollback_gen, self.end, error));
         if self.rollbacks.len() > ROLLBACKS_KEPT_MAX {
             self.rollbacks.pop_front();
         }
@@ -234,7 +238,12 @@ impl<I: Io> Log<I> {
         config.validate()?;
         create_dir_durably(&io, dir).await?;
         let (recovered, report) = recovery::recover(&io, dir, config.record_size_max).await?;
-        tracing::info!(dir = %dir.display(), "{report}");
+        // The caller reports the open; what recovery changed is worth a line of its own.
+        if report.is_clean() {
+            tracing::debug!(dir = %dir.display(), "{report}");
+        } else {
+            tracing::info!(dir = %dir.display(), "{report}");
+        }
         let mut opened = writer::open_current(&io, recovered, dir).await?;
         for segment in &mut opened.segments {
             // Unknown (or unreadable) counts as written now: retention keeps it longer, never less.
@@ -257,6 +266,7 @@ impl<I: Io> Log<I> {
             writer_done: false,
             close_result: None,
             sync_wanted: 0,
+            unwritten_kept_max: 0,
             doomed: Vec::new(),
             rollback_gen: 0,
             rollbacks: VecDeque::new(),
@@ -325,6 +335,15 @@ impl<I: Io> Log<I> {
         let mut st = shared.state.borrow_mut();
         st.cache_floor = seq;
         st.evict(shared.config.cache_bytes_max);
+    }
+
+    /// For a caller that reports records as stored before they are written (at most `records`
+    /// ahead of the log's written end): a write failing for want of space (ENOSPC, no
+    /// descriptor) keeps that many unwritten records, oldest first, queued in memory, and the
+    /// writer tries them again until they are written; only records past them are failed. (By
+    /// default none is kept: every unwritten record fails.) Closing the log gives up on them.
+    pub fn keep_unwritten(&self, records: u64) {
+        self.shared().state.borrow_mut().unwritten_kept_max = records;
     }
 
     /// The position the next append will get.

@@ -24,6 +24,8 @@ use tokio::time::Instant;
 
 /// Most bytes gathered into one write (the write buffer, kept per log, grows to this).
 const WRITE_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// How long kept records wait before a write that failed for want of space is tried again.
+const WRITE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The segment being appended to. Its file is opened through the backend's handle cache when
 /// needed (an idle log holds no descriptor).
@@ -177,6 +179,8 @@ pub(crate) struct Writer<I: Io> {
     unsynced_since: Option<Instant>,
     checkpointed: Option<Position>,
     checkpoint_due: Instant,
+    /// After a write that failed for want of space, when to try the kept records again.
+    retry_at: Option<Instant>,
 }
 
 impl<I: Io> Writer<I> {
@@ -193,6 +197,7 @@ impl<I: Io> Writer<I> {
             unsynced_since: None,
             checkpointed,
             checkpoint_due,
+            retry_at: None,
         }
     }
 
@@ -229,7 +234,9 @@ impl<I: Io> Writer<I> {
                 Step::Wait(None)
             };
         }
-        if st.taken < st.end.seq {
+        // Kept records wait a moment after a write failed for want of space.
+        let retry_at = self.retry_at.filter(|at| *at > now && !st.closing);
+        if st.taken < st.end.seq && retry_at.is_none() {
             let front = st.cache.front().map_or(st.end.seq, |r| r.pos.seq);
             let next = usize::try_from(st.taken - front)
                 .ok()
@@ -267,10 +274,12 @@ impl<I: Io> Writer<I> {
             return Step::Checkpoint;
         }
         let checkpoint_due = checkpoint_stale.then_some(self.checkpoint_due);
-        Step::Wait(match (sync_due, checkpoint_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Step::Wait(
+            [sync_due, checkpoint_due, retry_at]
+                .into_iter()
+                .flatten()
+                .min(),
+        )
     }
 
     /// Encodes queued records into the write buffer, up to a roll or the batch limit, and marks
@@ -361,6 +370,9 @@ impl<I: Io> Writer<I> {
         let files = self.shared.io.files();
         files.set_dirty(&self.current.path, true, &self.shared.work);
         self.shared.io.health().record_ok();
+        if self.retry_at.take().is_some() {
+            tracing::info!("log {}: writing again", self.shared.dir.display());
+        }
         self.current.file_pos += len;
         self.unsynced_since.get_or_insert_with(Instant::now);
         let mut st = self.shared.state.borrow_mut();
@@ -477,11 +489,16 @@ impl<I: Io> Writer<I> {
         }
     }
 
-    /// The records not yet written fail with `error` (ENOSPC, or no descriptor); `end` rolls
-    /// back to `written`. With `truncate`, partial bytes are cut so that a later, shorter write
-    /// cannot leave stale records.
+    /// A write that could not be done for now (ENOSPC, or no descriptor): the records not yet
+    /// written fail with `error` and `end` rolls back to `written` — except the oldest
+    /// [`crate::Log::keep_unwritten`] ones, which stay queued and are written again after
+    /// [`WRITE_RETRY_AFTER`] (unless the log is closing: then they are lost, with an error). With
+    /// `truncate`, partial bytes are cut so that a later, shorter write cannot leave stale
+    /// records.
     async fn roll_back(&mut self, error: Error, truncate: bool) {
-        tracing::warn!("{error}: failing the records not yet written");
+        if self.retry_at.is_none() {
+            tracing::warn!("{error}: failing the records not yet written");
+        }
         self.shared.io.health().record_failure(&error);
         if truncate {
             let cut = match self.file().await {
@@ -493,16 +510,36 @@ impl<I: Io> Writer<I> {
             }
         }
         let mut st = self.shared.state.borrow_mut();
-        let written = st.written;
-        while st.cache.back().is_some_and(|r| r.pos.seq >= written.seq) {
+        let keep = if st.closing {
+            st.written.seq
+        } else {
+            st.written
+                .seq
+                .saturating_add(st.unwritten_kept_max)
+                .min(st.end.seq)
+        };
+        if st.closing && st.end.seq > keep {
+            tracing::error!(
+                "log {} closing on {error}: {} record(s) not written are lost",
+                self.shared.dir.display(),
+                st.end.seq - keep
+            );
+        }
+        let mut dropped = false;
+        while st.cache.back().is_some_and(|r| r.pos.seq >= keep) {
             if let Some(r) = st.cache.pop_back() {
                 st.cache_bytes -= r.data.len();
+                st.end = r.pos;
+                dropped = true;
             }
         }
-        st.end = written;
-        st.taken = written.seq;
-        st.record_rollback(error);
+        st.taken = st.written.seq;
+        if dropped {
+            st.record_rollback(error);
+        }
+        let retry = st.end.seq > st.written.seq;
         drop(st);
+        self.retry_at = retry.then(|| Instant::now() + WRITE_RETRY_AFTER);
         self.shared.progress.notify_waiters();
     }
 

@@ -213,3 +213,52 @@ fn emfile_on_a_write_fails_the_records_without_poisoning() {
         assert_eq!(read_all(&log).await.len(), 2);
     });
 }
+
+/// The unwritten records a caller asked to keep (it told someone they were stored before they
+/// were written) are not dropped by ENOSPC: they stay queued and are written once space
+/// returns; records past them fail as before.
+#[test]
+fn kept_records_survive_a_full_disk() {
+    run_mem_paused(|io, dir| async move {
+        let (log, _) = open(&io, &dir, small_config()).await;
+        log.keep_unwritten(2);
+        for i in 0..3 {
+            log.append(payload(i)).unwrap();
+        }
+        log.sync().await.unwrap();
+        log.append(payload(3)).unwrap();
+        log.append(payload(4)).unwrap();
+        log.append(payload(5)).unwrap();
+        let unpromised = log.ticket(6);
+        io.fail_next(Op::Write, Fault::NoSpace);
+        assert!(log
+            .wait_ticket(unpromised, false)
+            .await
+            .unwrap_err()
+            .is_no_space());
+        assert_eq!(
+            log.end().seq,
+            5,
+            "the two oldest unwritten records stay, the others go"
+        );
+        assert!(io.health().error().is_some());
+        // The writer tries again by itself; this time the write goes through.
+        log.wait_written(5).await.unwrap();
+        assert!(io.health().error().is_none());
+        log.append(payload(5)).unwrap();
+        log.sync().await.unwrap();
+        let all = read_all(&log).await;
+        assert_eq!(all.len(), 6);
+        assert!(all.iter().all(|r| r.data == payload(r.pos.seq)));
+        // A disk that stays full: kept records wait; closing gives up on them.
+        io.set_space_bytes_max(Some(0));
+        log.append(payload(6)).unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(log.written().seq, 6);
+        assert_eq!(log.end().seq, 7);
+        log.close().await.unwrap();
+        let io = io.crash(CrashMode::KeepUnsynced);
+        let (log, _) = open(&io, &dir, small_config()).await;
+        assert_eq!(log.end().seq, 6);
+    });
+}

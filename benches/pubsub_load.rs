@@ -21,8 +21,15 @@
 //! RSS during the phase (`VmHWM`, reset at the phase start through `/proc/<pid>/clear_refs`),
 //! and for publishing the MPUB → OK latency percentiles.
 //!
-//! `cargo bench --bench pubsub_load [-- FILTER]` (FILTER selects settings by name, `ceiling`
-//! always runs). Environment: `RINGSQ_BENCH_SECONDS` (per timed phase, default 5),
+//! `shards` (ringsq's `--shards`): publish + consume over 1 and over 4 topics (4 publishers and 4
+//! consumers spread over them; topic names chosen to spread evenly over the shards, as many
+//! topics do), defaults and `--mem-queue-size 0`, each with `--shards 1` and with the default
+//! (one shard per CPU), beside the client ceiling of the same shape; `broker_cores` is the
+//! broker's CPU seconds over wall seconds. Then `forward`: the CPU cost of one MPUB batch
+//! forwarded to the shard that owns its topic (see [`run_forward`]).
+//!
+//! `cargo bench --bench pubsub_load [-- FILTER]` (FILTER selects settings by name, `shards`
+//! included; `ceiling` always runs). Environment: `RINGSQ_BENCH_SECONDS` (per timed phase, default 5),
 //! `RINGSQ_BENCH_PUBLISHERS` (default 2), `RINGSQ_BENCH_CONSUMERS` (default 2),
 //! `RINGSQ_BENCH_DRAIN_MESSAGES` (default 5 000 000), `RINGSQ_BENCH_BINARY` (another broker
 //! binary that takes nsqd's flags, e.g. an older ringsq, measured the same way). No assertion on
@@ -413,12 +420,12 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<i32> {
 fn publisher(
     addr: SocketAddr,
     tls: Option<&Arc<rustls::ClientConfig>>,
-    topic: &str,
+    topics: &[String],
     stop: &AtomicBool,
     budget: &AtomicU64,
 ) -> (u64, Histogram<u64>) {
     let mut s = connect(addr, tls);
-    let cmd = mpub_command(topic);
+    let cmds: Vec<Vec<u8>> = topics.iter().map(|t| mpub_command(t)).collect();
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let mut buf = Vec::new();
     let mut sent = 0;
@@ -431,7 +438,8 @@ fn publisher(
             break;
         }
         let t = Instant::now();
-        s.write_all(&cmd).unwrap();
+        let cmd = &cmds[usize::try_from(sent / batch).unwrap() % cmds.len()];
+        s.write_all(cmd).unwrap();
         loop {
             let kind = read_frame(&mut s, &mut buf).unwrap();
             assert_ne!(kind, 1, "publish failed: {}", String::from_utf8_lossy(&buf));
@@ -512,6 +520,8 @@ struct Load<'a> {
     pid: Option<u32>,
     /// Publisher and consumer `i` use topic `i % topics.len()`.
     topics: &'a [String],
+    /// Every publisher sends its MPUBs to every topic in turn instead.
+    publish_everywhere: bool,
     publishers: u64,
     consumers: u64,
 }
@@ -520,6 +530,15 @@ impl Load<'_> {
     fn topic(&self, i: u64) -> String {
         let n = u64::try_from(self.topics.len()).unwrap();
         self.topics[usize::try_from(i % n).unwrap()].clone()
+    }
+
+    /// The topics publisher `i` sends to.
+    fn publisher_topics(&self, i: u64) -> Vec<String> {
+        if self.publish_everywhere {
+            self.topics.to_vec()
+        } else {
+            vec![self.topic(i)]
+        }
     }
 
     fn run(&self, secs: Option<u64>, budget: u64, consume_target: Option<u64>) -> Phase {
@@ -541,9 +560,9 @@ impl Load<'_> {
             .collect();
         let publisher_threads: Vec<_> = (0..self.publishers)
             .map(|i| {
-                let (stop, budget, topic) = (Arc::clone(&stop), Arc::clone(&budget), self.topic(i));
-                let (addr, tls) = (self.addr, self.tls.clone());
-                thread::spawn(move || publisher(addr, tls.as_ref(), &topic, &stop, &budget))
+                let (stop, budget) = (Arc::clone(&stop), Arc::clone(&budget));
+                let (addr, tls, topics) = (self.addr, self.tls.clone(), self.publisher_topics(i));
+                thread::spawn(move || publisher(addr, tls.as_ref(), &topics, &stop, &budget))
             })
             .collect();
         wait_phase(secs, consume_target, &received, &budget, start);
@@ -616,12 +635,13 @@ fn print_phase(setting: &str, phase: &str, p: &Phase, ceiling: Option<f64>) {
     let pub_rate = p.published as f64 / p.secs;
     let sub_rate = p.consumed as f64 / p.secs;
     let of_ceiling = ceiling.map_or_else(|| "-".to_owned(), |c| format!("{:.2}", rate(p) / c));
-    let (cpu, peak) = p.broker.map_or_else(
-        || ("-".to_owned(), "-".to_owned()),
+    let (cpu, cores, peak) = p.broker.map_or_else(
+        || ("-".to_owned(), "-".to_owned(), "-".to_owned()),
         |u| {
             let msgs = p.consumed.max(p.published).max(1) as f64;
             (
                 format!("{:.2}", u.cpu_secs * 1e6 / msgs),
+                format!("{:.2}", u.cpu_secs / p.secs),
                 format!("{:.1}", u.peak_kib as f64 / 1024.0),
             )
         },
@@ -638,7 +658,8 @@ fn print_phase(setting: &str, phase: &str, p: &Phase, ceiling: Option<f64>) {
     println!(
         "pubsub_load setting={setting} phase={phase} msgs_per_s={:.0} of_ceiling={of_ceiling} \
          pub_msgs_per_s={pub_rate:.0} sub_msgs_per_s={sub_rate:.0}{latency} \
-         broker_cpu_us_per_msg={cpu} broker_peak_rss_mib={peak} secs={:.1}",
+         broker_cpu_us_per_msg={cpu} broker_cores={cores} broker_peak_rss_mib={peak} \
+         secs={:.1}",
         rate(p),
         p.secs,
     );
@@ -658,6 +679,7 @@ fn run_target(
         tls: tls.clone(),
         pid,
         topics: names.iter().find(|n| n[0] == topic).unwrap(),
+        publish_everywhere: false,
         publishers,
         consumers,
     };
@@ -733,4 +755,112 @@ fn main() {
         let target = (server.addr, Some(server.child.id()), client_tls);
         run_target(name, target, &cfg, Some(&ceiling));
     }
+    if filter
+        .as_ref()
+        .is_none_or(|f| "shards".contains(f.as_str()))
+    {
+        run_shards(ceiling_addr, &cfg);
+        run_forward(&cfg);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every core: `--shards 1` beside the default (one shard per CPU)
+// ---------------------------------------------------------------------------------------------
+
+/// Publishers and consumers of the `shards` runs (spread over the topics).
+const SHARD_RUN_CLIENTS: u64 = 4;
+
+/// `n` topic names spread evenly over `shards` shards (as many topics hash onto a shard).
+fn spread_names(prefix: &str, n: usize, shards: usize) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for i in 0.. {
+        let name = format!("{prefix}_{i}");
+        let owner = ringsq::shard::owner(&name, shards);
+        let on_owner = names
+            .iter()
+            .filter(|t| ringsq::shard::owner(t.as_str(), shards) == owner)
+            .count();
+        if on_owner < n.div_ceil(shards) {
+            names.push(name);
+        }
+        if names.len() == n {
+            return names;
+        }
+    }
+    unreachable!("names run out")
+}
+
+/// Publish + consume over 1 and 4 topics, defaults and `--mem-queue-size 0`, with `--shards 1`
+/// and with the default shard count, each beside the client's ceiling for the same shape.
+fn run_shards(ceiling_addr: SocketAddr, cfg: &Config) {
+    let default_shards = ringsq::shard::count(0);
+    println!(
+        "pubsub_load: shards: {SHARD_RUN_CLIENTS} publishers and {SHARD_RUN_CLIENTS} consumers \
+         spread over the topics, --shards 1 beside the default ({default_shards} here)"
+    );
+    for topics in [1, 4] {
+        let names = spread_names(&format!("bench_topics{topics}"), topics, default_shards);
+        let load = |addr, pid| Load {
+            addr,
+            tls: None,
+            pid,
+            topics: &names,
+            publish_everywhere: false,
+            publishers: SHARD_RUN_CLIENTS,
+            consumers: SHARD_RUN_CLIENTS,
+        };
+        let p = load(ceiling_addr, None).run(Some(cfg.secs), u64::MAX, None);
+        let setting = format!("ceiling_topics{topics}");
+        print_phase(&setting, "publish_and_consume", &p, None);
+        let ceiling = rate(&p);
+        for (name, flags) in [
+            ("defaults", &[][..]),
+            ("mem_queue_size_0", &["--mem-queue-size", "0"][..]),
+        ] {
+            for shards in [1, default_shards] {
+                let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+                flags.extend(["--shards".to_owned(), shards.to_string()]);
+                let server = Server::start(&flags);
+                let p =
+                    load(server.addr, Some(server.child.id())).run(Some(cfg.secs), u64::MAX, None);
+                let setting = format!("{name}_topics{topics}_shards{shards}");
+                print_phase(&setting, "publish_and_consume", &p, Some(ceiling));
+            }
+        }
+    }
+}
+
+/// The cost of forwarding a publish to another shard: every publisher sends its MPUBs to one
+/// topic per shard in turn (so `(N-1)/N` of its batches go to another shard, wherever it was
+/// accepted), with `--shards N` and with `--shards 1`; the extra broker CPU per message, over
+/// the forwarded share, times the batch size, is the cost of one forwarded batch (an upper
+/// bound: it includes whatever else a second runtime costs).
+fn run_forward(cfg: &Config) {
+    let shards = ringsq::shard::count(0).max(2);
+    let names = spread_names("bench_forward", shards, shards);
+    let mut cpu_per_msg = Vec::new();
+    for n in [1, shards] {
+        let server = Server::start(&["--shards".to_owned(), n.to_string()]);
+        let load = Load {
+            addr: server.addr,
+            tls: None,
+            pid: Some(server.child.id()),
+            topics: &names,
+            publish_everywhere: true,
+            publishers: SHARD_RUN_CLIENTS,
+            consumers: 0,
+        };
+        let p = load.run(Some(cfg.secs), u64::MAX, None);
+        print_phase(&format!("forward_shards{n}"), "publish_only", &p, None);
+        let cpu = p.broker.map_or(0.0, |u| u.cpu_secs);
+        cpu_per_msg.push(cpu * 1e6 / p.published.max(1) as f64);
+    }
+    let forwarded = (shards - 1) as f64 / shards as f64;
+    let per_batch = (cpu_per_msg[1] - cpu_per_msg[0]) * BATCH as f64 / forwarded;
+    println!(
+        "pubsub_load setting=forward phase=cost shards={shards} forwarded_share={forwarded:.2} \
+         extra_cpu_us_per_msg={:.3} forward_cpu_us_per_batch_of_{BATCH}={per_batch:.1}",
+        cpu_per_msg[1] - cpu_per_msg[0]
+    );
 }

@@ -150,7 +150,14 @@ pub fn run(
             readies,
             budget.http_connections_max,
             shutdown,
-        )),
+        ))
+        .unwrap_or_else(|source| {
+            Err(ServerError::Io {
+                op: "io_uring_setup",
+                path: PathBuf::new(),
+                source,
+            })
+        }),
         (Err(e), _) => Err(e),
         (Ok(()), None) => Ok(()),
     };

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{wait_for, Broker, RawConn};
+use common::{http_post as post, wait_for, Broker, RawConn};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,20 +21,6 @@ fn create_channel(b: &Broker, topic: &str, channel: &str) {
     assert_eq!(post(b, &format!("/topic/create?topic={topic}"), b"").0, 200);
     let path = format!("/channel/create?topic={topic}&channel={channel}");
     assert_eq!(post(b, &path, b"").0, 200);
-}
-
-fn post(b: &Broker, path: &str, body: &[u8]) -> (u16, String) {
-    let url = format!("http://{}{path}", b.http_addr());
-    match ureq::post(&url)
-        .timeout(Duration::from_secs(10))
-        .send_bytes(body)
-    {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => {
-            let status = r.status();
-            (status, r.into_string().unwrap_or_default())
-        }
-        Err(e) => panic!("POST {path}: {e}"),
-    }
 }
 
 fn topic_stats(b: &Broker, topic: &str) -> Value {

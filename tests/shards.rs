@@ -21,7 +21,7 @@
 mod common;
 mod tls_support;
 
-use common::{mpub_bytes, wait_for, with_body, Broker, Frame, RawConn};
+use common::{http_post as post, mpub_bytes, wait_for, with_body, Broker, Frame, RawConn};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -44,20 +44,6 @@ fn spread_topics(prefix: &str, n: usize) -> Vec<String> {
         .collect();
     assert_eq!(shards.len(), SHARDS, "{topics:?} do not cover every shard");
     topics
-}
-
-fn post(b: &Broker, path: &str, body: &[u8]) -> (u16, String) {
-    let url = format!("http://{}{path}", b.http_addr());
-    match ureq::post(&url)
-        .timeout(Duration::from_secs(10))
-        .send_bytes(body)
-    {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => {
-            let status = r.status();
-            (status, r.into_string().unwrap_or_default())
-        }
-        Err(e) => panic!("POST {path}: {e}"),
-    }
 }
 
 fn create_channel(b: &Broker, topic: &str, channel: &str) {

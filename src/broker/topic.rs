@@ -235,21 +235,29 @@ impl Topic {
 
     /// Where a reader must start to get every retained message published at or after `since`
     /// (the oldest retained one if `since` is older, the end if none is that recent). Segments
-    /// last written before `since` hold no such message; the first later one is scanned.
+    /// last written before `since` hold no such message; the first later one is scanned (or,
+    /// if none, the records not written yet).
     pub async fn position_at(&self, since: SystemTime) -> Result<Position, ringsq_storage::Error> {
         let since_ns = since
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         let first = self.store.first();
         let mut pos = match self.store.log() {
-            Some(log) => match log
-                .segments()
-                .iter()
-                .find(|s| s.modified >= since && s.end.seq > s.base.seq)
-            {
-                Some(s) => s.base.max(first),
-                None => return Ok(self.store.end()),
-            },
+            Some(log) => {
+                let segments = log.segments();
+                match segments
+                    .iter()
+                    .find(|s| s.modified >= since && s.end.seq > s.base.seq)
+                {
+                    Some(s) => s.base.max(first),
+                    // Records appended but not written yet are in no segment's range (nor its
+                    // time): they are scanned from where the written ones end.
+                    None => match segments.last() {
+                        Some(s) => s.end.max(first),
+                        None => return Ok(self.store.end()),
+                    },
+                }
+            }
             None => first,
         };
         loop {

@@ -10,8 +10,7 @@
 
 mod common;
 
-use common::{Broker, RawConn};
-use std::process::Command;
+use common::{tmpfs, Broker, RawConn};
 use std::time::{Duration, Instant};
 
 const TOPICS: usize = 20_000;
@@ -23,42 +22,6 @@ const SAMPLE_EVERY: usize = 200;
 const PUBLISHERS: usize = 4;
 /// Size of the tmpfs: a few pages per topic.
 const TMPFS_BYTES: u64 = 2 << 30;
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    mnt: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let status = Command::new("umount").arg(&self.mnt).status();
-        if !status.is_ok_and(|s| s.success()) {
-            eprintln!("WARNING: could not unmount {}", self.mnt.display());
-        }
-    }
-}
-
-fn tmpfs() -> Option<Tmpfs> {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_BYTES}"), "tmpfs"])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        return Some(Tmpfs { mnt, _dir: dir });
-    }
-    assert!(
-        std::env::var_os("RINGSQ_SKIP_TMPFS").is_some(),
-        "cannot mount a tmpfs ({}); run as root, or set RINGSQ_SKIP_TMPFS=1 to skip knowingly",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("SKIPPED (RINGSQ_SKIP_TMPFS set): 20 000-topic fd test NOT RUN");
-    None
-}
 
 fn topic(i: usize) -> String {
     format!("fd-{i}")
@@ -139,7 +102,9 @@ fn assert_within_budget(broker: &Broker, when: &str, started: Instant) {
 #[test]
 fn twenty_thousand_topics_under_a_limit_of_1024_descriptors() {
     let started = Instant::now();
-    let Some(fs) = tmpfs() else { return };
+    let Some(fs) = tmpfs(TMPFS_BYTES, "the 20 000-topic fd test") else {
+        return;
+    };
     let limit = format!("--nofile={NOFILE}:{NOFILE}");
     let wrapper = ["prlimit", limit.as_str(), "--"];
     let data = fs.mnt.join("data");

@@ -9,11 +9,10 @@
 
 mod common;
 
-use common::{wait_for, Broker, RawConn};
+use common::{tmpfs, wait_for, Broker, RawConn};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// Size of the test's tmpfs.
@@ -21,44 +20,6 @@ const TMPFS_BYTES: u64 = 8 << 20;
 /// How long the broker may take to notice by itself that space came back (it retries its
 /// failed writes every second).
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A tmpfs mounted for one test, unmounted when dropped (even when the test fails).
-struct Tmpfs {
-    mnt: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let status = Command::new("umount").arg(&self.mnt).status();
-        if !status.is_ok_and(|s| s.success()) {
-            eprintln!("WARNING: could not unmount {}", self.mnt.display());
-        }
-    }
-}
-
-/// Mounts a tmpfs, or `None` when `RINGSQ_SKIP_TMPFS` says to skip; fails the test otherwise.
-fn tmpfs() -> Option<Tmpfs> {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let out = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_BYTES}"), "tmpfs"])
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        return Some(Tmpfs { mnt, _dir: dir });
-    }
-    assert!(
-        std::env::var_os("RINGSQ_SKIP_TMPFS").is_some(),
-        "cannot mount a tmpfs ({}); run as root, or set RINGSQ_SKIP_TMPFS=1 to skip the \
-         full-disk tests knowingly",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("SKIPPED (RINGSQ_SKIP_TMPFS set): full-disk tests NOT RUN");
-    None
-}
 
 /// Fills the file system holding `path` with one file, to the last byte; removed when dropped.
 struct Filler(PathBuf);
@@ -159,7 +120,9 @@ fn big_body() -> Vec<u8> {
 
 #[test]
 fn ping_is_nok_while_writes_fail_and_ok_once_one_succeeds() {
-    let Some(fs) = tmpfs() else { return };
+    let Some(fs) = tmpfs(TMPFS_BYTES, "the full-disk tests") else {
+        return;
+    };
     let broker = Broker::start_in(&fs.mnt.join("data"), &["--mem-queue-size", "0"]);
     for i in 0..5 {
         assert_eq!(publish(&broker, "t", format!("before {i}").as_bytes()), 200);
@@ -185,7 +148,9 @@ fn ping_is_nok_while_writes_fail_and_ok_once_one_succeeds() {
 /// a full disk must not lose it. It is written when space returns.
 #[test]
 fn messages_acknowledged_in_memory_survive_a_full_disk() {
-    let Some(fs) = tmpfs() else { return };
+    let Some(fs) = tmpfs(TMPFS_BYTES, "the full-disk tests") else {
+        return;
+    };
     let data = fs.mnt.join("data");
     let mut broker = Broker::start_in(&data, &[]);
     assert_eq!(publish(&broker, "t", b"before"), 200);
@@ -218,7 +183,9 @@ fn messages_acknowledged_in_memory_survive_a_full_disk() {
 /// to what the ack policy made safe.)
 #[test]
 fn a_publish_that_failed_is_never_delivered() {
-    let Some(fs) = tmpfs() else { return };
+    let Some(fs) = tmpfs(TMPFS_BYTES, "the full-disk tests") else {
+        return;
+    };
     let broker = Broker::start_in(&fs.mnt.join("data"), &["--mem-queue-size", "0"]);
     let mut consumer = RawConn::subscriber(broker.tcp_addr(), "t", "c");
     consumer.rdy(100);
@@ -238,7 +205,9 @@ fn a_publish_that_failed_is_never_delivered() {
 
 #[test]
 fn starts_on_a_full_disk_serves_the_backlog_and_recovers_by_itself() {
-    let Some(fs) = tmpfs() else { return };
+    let Some(fs) = tmpfs(TMPFS_BYTES, "the full-disk tests") else {
+        return;
+    };
     let data = fs.mnt.join("data");
     let flags = ["--mem-queue-size", "0", "--max-bytes-per-file", "65536"];
     let mut broker = Broker::start_in(&data, &flags);

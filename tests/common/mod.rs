@@ -385,6 +385,44 @@ fn spawn_drain(
         .expect("spawn drain thread");
 }
 
+/// A tmpfs mounted for one test, unmounted when dropped (even when the test fails).
+pub struct Tmpfs {
+    pub mnt: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let status = Command::new("umount").arg(&self.mnt).status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("WARNING: could not unmount {}", self.mnt.display());
+        }
+    }
+}
+
+/// Mounts a tmpfs of `bytes` for `what` (a test's own name for what it checks), or `None` when
+/// `RINGSQ_SKIP_TMPFS` says to skip; fails the test otherwise (mounting needs root).
+pub fn tmpfs(bytes: u64, what: &str) -> Option<Tmpfs> {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Some(Tmpfs { mnt, _dir: dir });
+    }
+    assert!(
+        std::env::var_os("RINGSQ_SKIP_TMPFS").is_some(),
+        "cannot mount a tmpfs ({}); run as root, or set RINGSQ_SKIP_TMPFS=1 to skip {what} knowingly",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("SKIPPED (RINGSQ_SKIP_TMPFS set): {what} NOT RUN");
+    None
+}
+
 /// POST `path` (with its query) to the broker's HTTP API: (status, body), errors included.
 pub fn http_post(b: &Broker, path: &str, body: &[u8]) -> (u16, String) {
     let url = format!("http://{}{path}", b.http_addr());

@@ -16,9 +16,8 @@
 //!
 //! A slow or broken auth server holds up only the connection that is asking.
 
+use crate::http::getv1;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{ACCEPT, HOST};
 use hyper_util::rt::TokioIo;
 use regex::Regex;
 use std::cell::RefCell;
@@ -30,8 +29,6 @@ use std::time::{Duration, Instant};
 pub const RESPONSE_BYTES_MAX: usize = 1024 * 1024;
 /// Most (topic, channel) decisions cached per state.
 const DECISIONS_CACHED_MAX: usize = 4096;
-/// nsqd's `Accept` for its V1 API calls.
-const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
 
 /// What the auth server is told about the connection.
 #[derive(Debug, Clone, Copy)]
@@ -126,49 +123,11 @@ impl AuthServers {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| format!("TLS: {e}"))?;
-            exchange(TokioIo::new(tls), authority, path).await
+            getv1::get(TokioIo::new(tls), authority, path, RESPONSE_BYTES_MAX).await
         } else {
-            exchange(TokioIo::new(tcp), authority, path).await
+            getv1::get(TokioIo::new(tcp), authority, path, RESPONSE_BYTES_MAX).await
         }
     }
-}
-
-/// One HTTP/1.1 GET over `io`.
-async fn exchange<I>(io: I, authority: &str, path: &str) -> Result<Bytes, String>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    let driver = tokio::task::spawn_local(conn);
-    let result = async {
-        let req = hyper::Request::get(path)
-            .header(HOST, authority)
-            .header(ACCEPT, ACCEPT_V1)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        if status != hyper::StatusCode::OK {
-            return Err(format!(
-                "got response {status} {:?}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        Ok(body)
-    }
-    .await;
-    driver.abort();
-    result
 }
 
 /// The auth server's answer, as Go's `encoding/json` reads it (absent and `null` are empty).

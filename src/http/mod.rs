@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod getv1;
 pub mod metrics;
 pub mod publish;
 pub mod query;

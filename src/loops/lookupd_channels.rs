@@ -12,10 +12,7 @@
 //! never stop the publish.
 
 use crate::broker::KnownChannels;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{ACCEPT, HOST};
-use hyper::Request;
+use crate::http::getv1::{self, AbortOnDrop};
 use hyper_util::rt::TokioIo;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -24,8 +21,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// What nsqd's clusterinfo client sends (`GETV1`).
-pub const ACCEPT_V1: &str = "application/vnd.nsq; version=1.0";
 /// Largest `/channels` answer read from a lookupd.
 pub const RESPONSE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
@@ -124,15 +119,6 @@ impl KnownChannels for LookupdChannels {
     }
 }
 
-/// Aborts a spawned task when the future waiting for it is dropped (a timed-out publisher).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// nsqlookupd's answer (`{"channels":[…]}`; `null` when it knows none).
 #[derive(Debug, serde::Deserialize)]
 struct ChannelsAnswer {
@@ -152,32 +138,8 @@ pub async fn query(
             .await
             .map_err(|_| format!("connect timed out after {connect_timeout:?}"))?
             .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        // The connection is driven by its own task, aborted with this exchange.
-        let _conn = AbortOnDrop(tokio::task::spawn_local(conn));
-        let req = Request::get(format!("/channels?topic={}", query_escape(topic)))
-            .header(HOST, addr)
-            .header(ACCEPT, ACCEPT_V1)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("request: {e}"))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        if status != hyper::StatusCode::OK {
-            return Err(format!(
-                "got response {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
+        let path = format!("/channels?topic={}", query_escape(topic));
+        let body = getv1::get(TokioIo::new(stream), addr, &path, RESPONSE_BYTES_MAX).await?;
         let answer: ChannelsAnswer =
             serde_json::from_slice(&body).map_err(|e| format!("bad answer: {e}"))?;
         Ok(answer.channels.unwrap_or_default())

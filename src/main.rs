@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     for key in &options.ignored_config_keys {
         tracing::warn!("config file: unknown key {key:?} ignored (as nsqd does)");
     }
-    let result = ringsq::server::run(options, shutdown_signal());
+    let result = ringsq::app::server::run(options, shutdown_signal());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -57,7 +57,7 @@ fn init_tracing(options: &Options) {
         )
         .init();
     // `PUT /config/log_level` changes the filter at run time.
-    ringsq::node::set_log_level_hook(Box::new(move |level| {
+    ringsq::app::node::set_log_level_hook(Box::new(move |level| {
         if let Err(e) = handle.reload(filter(level)) {
             tracing::error!("cannot change the log level: {e}");
         }

@@ -6,18 +6,18 @@
 //! input at an arbitrary point yields the same commands (no state hides in the decoder).
 //!
 //! The same bytes also go through the connection's snappy and deflate input decoders
-//! (`ringsq::tcp::compress`, what IDENTIFY negotiates) whole and split, in bounded steps (the
+//! (`ringsq::connection::compress`, what IDENTIFY negotiates) whole and split, in bounded steps (the
 //! inflater the connection runs on a compression bomb): no panic, no step beyond its output
 //! bound, the same result either way; and encoding them then decoding gives them back.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringsq::broker::client::Codec;
+use ringsq::connection::client::Codec;
 use ringsq::protocol::{
     decode, decode_at_eof, mpub_topic_ahead, ClientState, Command, DecodeContext, Decoded, Limits,
 };
-use ringsq::tcp::compress::{Decoder, Encoder, SNAPPY_BLOCK_MAX_BYTES};
+use ringsq::connection::compress::{Decoder, Encoder, SNAPPY_BLOCK_MAX_BYTES};
 
 fn small_limits() -> Limits {
     Limits {

@@ -1,8 +1,8 @@
-//! Fuzz target for the protocol's TLS layer (`ringsq::tcp::tls::TlsLayer`): the bytes a client
+//! Fuzz target for the protocol's TLS layer (`ringsq::connection::tls::TlsLayer`): the bytes a client
 //! sends after IDENTIFY `tls_v1`, reachable from any socket once a certificate is configured.
 //!
 //! The server configuration (a certificate generated once with `rcgen`) is what the broker
-//! builds from its flags (`ringsq::tls::server_config`). Each input is fed in chunks whose
+//! builds from its flags (`ringsq::app::tls::server_config`). Each input is fed in chunks whose
 //! sizes come from its first byte, as reads would bring it; after each, plaintext is taken and
 //! records are drained. Checked: no panic, an error ends the connection (nothing is fed after
 //! it), plaintext never appears before a handshake could have finished.
@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringsq::tcp::tls::{Plain, TlsLayer};
+use ringsq::connection::tls::{Plain, TlsLayer};
 use std::sync::{Arc, OnceLock};
 
 fn config() -> Arc<rustls::ServerConfig> {
@@ -30,7 +30,7 @@ fn config() -> Arc<rustls::ServerConfig> {
             tls_key: k.display().to_string(),
             ..ringsq::options::Options::default()
         };
-        ringsq::tls::server_config(&options).unwrap().unwrap()
+        ringsq::app::tls::server_config(&options).unwrap().unwrap()
     }))
 }
 

@@ -1,9 +1,10 @@
 //! Topic and channel administration (HTTP `/topic/*` and `/channel/*`, nsqadmin's actions) as
 //! operations the shard that owns the topic runs ([`Broker::topic_op`]). The HTTP layer checks
-//! the request, routes the operation to the owner ([`on_owner`]) and turns the result into
+//! the request, routes the operation to the owner (`shard::topic_op`) and turns the result into
 //! nsqd's answer; `nsqd.dat` is then written by shard 0.
 
 use super::Broker;
+use ringsq_storage::Io;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -51,7 +52,7 @@ fn internal(e: &dyn std::fmt::Display) -> OpError {
     OpError::Internal(e.to_string())
 }
 
-impl Broker {
+impl<I: Io> Broker<I> {
     /// Runs `op` on topic `name`, which this shard owns.
     pub async fn topic_op(&self, name: &str, op: TopicOp) -> Result<(), OpError> {
         match op {
@@ -100,7 +101,7 @@ impl Broker {
                     .map_err(|e| internal(&e))?;
             }
             TopicOp::ChannelDelete(channel) => {
-                if !topic.delete_channel(&channel) {
+                if !topic.delete_channel(&channel).await {
                     return Err(OpError::ChannelNotFound);
                 }
                 // nsqd: an ephemeral topic goes with its last channel.
@@ -121,22 +122,7 @@ impl Broker {
         Ok(())
     }
 
-    fn existing(&self, name: &str) -> Result<Rc<super::topic::Topic>, OpError> {
+    fn existing(&self, name: &str) -> Result<Rc<super::topic::Topic<I>>, OpError> {
         self.get_topic(name).ok_or(OpError::TopicNotFound)
     }
-}
-
-/// Runs `op` on topic `name` on the shard that owns it: here, or through a cross-shard call.
-pub async fn on_owner(broker: &Broker, name: &str, op: TopicOp) -> Result<(), OpError> {
-    let link = &broker.link;
-    let Some(shard) = link.place.remote_owner(name) else {
-        return broker.topic_op(name, op).await;
-    };
-    let name = name.to_owned();
-    link.call(
-        shard,
-        move |s| async move { s.broker.topic_op(&name, op).await },
-    )
-    .await
-    .unwrap_or_else(|gone| Err(internal(&gone)))
 }

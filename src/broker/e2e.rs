@@ -11,13 +11,42 @@
 //! (`percentiles: null`) when it has no channel or no percentile is configured — nsqd's
 //! `AggregateChannelE2eProcessingLatency`.
 
-use crate::stats::{LatencyStats, Percentile};
+use super::Clock;
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Significant figures kept by each window's histogram.
 const HISTOGRAM_SIGFIG: u8 = 2;
+
+/// Go's `quantile.Result`: `{"count":0,"percentiles":null}` when no percentile is configured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub percentiles: Option<Vec<Percentile>>,
+}
+
+/// One `{"quantile":0.99,"value":<ns>}`; numbers printed as Go prints a `float64` (`1`, not `1.0`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentile {
+    #[serde(serialize_with = "go_float")]
+    pub quantile: f64,
+    #[serde(serialize_with = "go_float")]
+    pub value: f64,
+}
+
+/// Go's `encoding/json` writes a whole `float64` below 1e21 without a fraction.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` signature
+fn go_float<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    const WHOLE_MAX: f64 = 9_007_199_254_740_992.0; // 2^53: every whole f64 below is exact
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < WHOLE_MAX {
+        #[allow(clippy::cast_possible_truncation)] // whole and below 2^53
+        return s.serialize_i64(*v as i64);
+    }
+    s.serialize_f64(*v)
+}
 
 /// The two flags, resolved once.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +60,7 @@ pub struct E2eConfig {
 #[derive(Debug)]
 pub struct E2eLatency {
     windows: Option<RefCell<Windows>>,
+    clock: Clock,
 }
 
 #[derive(Debug)]
@@ -77,13 +107,13 @@ impl Windows {
 }
 
 impl E2eLatency {
-    pub fn new(cfg: &E2eConfig) -> Self {
+    pub fn new(cfg: &E2eConfig, clock: Clock) -> Self {
         let windows = if cfg.percentiles.is_empty() {
             None
         } else {
             Windows::new(cfg, Instant::now()).map(RefCell::new)
         };
-        Self { windows }
+        Self { windows, clock }
     }
 
     /// A message published at `timestamp_ns` (Unix ns) was finished now.
@@ -92,7 +122,7 @@ impl E2eLatency {
             // Off by default: no clock read per finished message.
             return;
         }
-        let now_ns = i64::try_from(super::guid::now_ns()).unwrap_or(i64::MAX);
+        let now_ns = self.clock.now_timestamp_ns();
         self.record_latency(
             Instant::now(),
             u64::try_from(now_ns.saturating_sub(timestamp_ns)).unwrap_or(0),
@@ -175,7 +205,7 @@ mod tests {
 
     #[test]
     fn unset_percentiles_report_null() {
-        let r = E2eLatency::new(&cfg(&[], Duration::from_secs(600)));
+        let r = E2eLatency::new(&cfg(&[], Duration::from_secs(600)), Clock::System);
         r.record(0);
         let s = r.stats();
         assert_eq!(s.count, 0);
@@ -186,7 +216,10 @@ mod tests {
 
     #[test]
     fn percentiles_of_what_was_recorded() {
-        let r = E2eLatency::new(&cfg(&[0.5, 0.99, 1.0], Duration::from_secs(600)));
+        let r = E2eLatency::new(
+            &cfg(&[0.5, 0.99, 1.0], Duration::from_secs(600)),
+            Clock::System,
+        );
         let empty = r.stats();
         assert_eq!(empty.count, 0);
         let p = empty.percentiles.unwrap_or_default();
@@ -208,7 +241,7 @@ mod tests {
 
     #[test]
     fn the_window_slides_by_halves() {
-        let r = E2eLatency::new(&cfg(&[1.0], Duration::from_secs(10)));
+        let r = E2eLatency::new(&cfg(&[1.0], Duration::from_secs(10)), Clock::System);
         let t0 = Instant::now();
         r.record_latency(t0, 1_000);
         r.record_latency(t0 + Duration::from_secs(6), 2_000);
@@ -223,7 +256,10 @@ mod tests {
     #[test]
     fn a_topic_merges_its_channels() {
         let c = cfg(&[0.5], Duration::from_secs(600));
-        let (a, b) = (E2eLatency::new(&c), E2eLatency::new(&c));
+        let (a, b) = (
+            E2eLatency::new(&c, Clock::System),
+            E2eLatency::new(&c, Clock::System),
+        );
         let now = Instant::now();
         a.record_latency(now, 10);
         b.record_latency(now, 20);
@@ -235,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_timestamp_from_the_future_counts_as_zero() {
-        let r = E2eLatency::new(&cfg(&[1.0], Duration::from_secs(600)));
+        let r = E2eLatency::new(&cfg(&[1.0], Duration::from_secs(600)), Clock::System);
         r.record(i64::MAX);
         assert_eq!(r.stats().count, 1);
     }

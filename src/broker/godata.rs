@@ -26,7 +26,8 @@ use super::message::StoredMessage;
 use super::{Broker, BrokerError};
 use crate::protocol::{is_ephemeral, is_valid_channel_name, is_valid_topic_name, MessageId};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use ringsq_storage::{Io, IoFile, OpenMode};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const META_SUFFIX: &str = ".diskqueue.meta.dat";
@@ -45,17 +46,17 @@ struct GoQueue {
     files: Vec<(PathBuf, u64)>,
 }
 
-impl Broker {
+impl<I: Io> Broker<I> {
     /// Moves the messages of Go nsqd's disk queues into the topic logs (module docs). Runs at
     /// start, after `nsqd.dat` created the topics and channels, before anyone connects.
     pub(super) async fn import_go_queues(&self) -> Result<(), BrokerError> {
-        let Some(data) = self.cfg.data_path.clone() else {
+        let Some(data) = self.cfg().data_path.clone() else {
             return Ok(());
         };
         let mut by_topic: BTreeMap<String, Vec<GoQueue>> = BTreeMap::new();
         // Each shard takes over the queues of the topics it owns.
-        for queue in find_queues(&data)? {
-            if self.cfg.place.owns(&queue.topic) {
+        for queue in find_queues(self.io(), &data).await? {
+            if self.place.owns(&queue.topic) {
                 by_topic.entry(queue.topic.clone()).or_default().push(queue);
             }
         }
@@ -80,7 +81,8 @@ impl Broker {
             }
             let start = log.end();
             for (path, from) in &queue.files {
-                let messages = read_file(path, *from, self.cfg.log.record_size_max)?;
+                let messages =
+                    read_file(self.io(), path, *from, self.cfg().log.record_size_max).await?;
                 for msg in &messages {
                     log.append(msg.encode())?;
                 }
@@ -106,25 +108,25 @@ impl Broker {
         topic.persist_channels().await?;
         for queue in queues {
             for (path, _) in &queue.files {
-                rename_imported(path);
+                rename_imported(self.io(), path).await;
             }
-            rename_imported(&queue.meta);
+            rename_imported(self.io(), &queue.meta).await;
         }
-        tracing::info!(topic = %name, "TOPIC({name}): took over {imported} message(s) from Go nsqd's disk queues");
+        tracing::info!(topic = %name, "took over {imported} message(s) from Go nsqd's disk queues");
         Ok(())
     }
 }
 
 /// Every Go disk queue of a valid, non-ephemeral topic or channel in `data`.
-fn find_queues(data: &Path) -> Result<Vec<GoQueue>, BrokerError> {
-    let entries = std::fs::read_dir(data).map_err(|source| BrokerError::Io {
+async fn find_queues<I: Io>(io: &I, data: &Path) -> Result<Vec<GoQueue>, BrokerError> {
+    let entries = io.list_dir(data).await.map_err(|source| BrokerError::Io {
         op: "read_dir",
         path: data.to_path_buf(),
         source,
     })?;
+    let present: BTreeSet<_> = entries.iter().cloned().collect();
     let mut queues = Vec::new();
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
+    for file_name in &entries {
         let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(META_SUFFIX)) else {
             continue;
         };
@@ -140,8 +142,13 @@ fn find_queues(data: &Path) -> Result<Vec<GoQueue>, BrokerError> {
             tracing::warn!("skipping Go nsqd disk queue {name:?}: not a durable topic or channel");
             continue;
         }
-        let meta = entry.path();
-        let text = std::fs::read_to_string(&meta).unwrap_or_default();
+        let meta = data.join(file_name);
+        let text = ringsq_storage::read_small_file(io, &meta)
+            .await
+            .ok()
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
         let Some((read_file, read_pos, write_file)) = parse_meta(&text) else {
             tracing::error!(
                 "cannot parse Go nsqd disk queue metadata {}: its messages are not taken over",
@@ -150,11 +157,9 @@ fn find_queues(data: &Path) -> Result<Vec<GoQueue>, BrokerError> {
             continue;
         };
         let files = (read_file..=write_file)
-            .map(|n| {
-                let path = data.join(format!("{name}.diskqueue.{n:06}.dat"));
-                (path, if n == read_file { read_pos } else { 0 })
-            })
-            .filter(|(path, _)| path.exists())
+            .map(|n| (format!("{name}.diskqueue.{n:06}.dat"), n))
+            .filter(|(file, _)| present.contains(std::ffi::OsStr::new(file)))
+            .map(|(file, n)| (data.join(file), if n == read_file { read_pos } else { 0 }))
             .collect();
         queues.push(GoQueue {
             topic: topic.to_owned(),
@@ -181,16 +186,29 @@ fn parse_meta(text: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Reads the messages of one data file from `from` to its end (or to what is not a message).
-fn read_file(
+async fn read_file<I: Io>(
+    io: &I,
     path: &Path,
     from: u64,
     record_size_max: u32,
 ) -> Result<Vec<StoredMessage>, BrokerError> {
-    let bytes = std::fs::read(path).map_err(|source| BrokerError::Io {
-        op: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let failed = |op| {
+        move |source| BrokerError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let file = io
+        .open(path, OpenMode::Read)
+        .await
+        .map_err(failed("open"))?;
+    let size = file.size().await.map_err(failed("stat"))?;
+    let len =
+        usize::try_from(size).map_err(|_| failed("read")(std::io::Error::other("too large")))?;
+    let bytes = ringsq_storage::io::read_exact_or_eof(&file, 0, len)
+        .await
+        .map_err(failed("read"))?;
     let bytes = Bytes::from(bytes);
     // Go's bounds: a message is at least its header and at most --max-msg-size plus it.
     let max_body = usize::try_from(record_size_max)
@@ -242,10 +260,10 @@ fn go_message(payload: &Bytes) -> StoredMessage {
     }
 }
 
-fn rename_imported(path: &Path) {
+async fn rename_imported<I: Io>(io: &I, path: &Path) {
     let mut to = path.as_os_str().to_owned();
     to.push(IMPORTED_SUFFIX);
-    if let Err(e) = std::fs::rename(path, &to) {
+    if let Err(e) = io.rename(path, Path::new(&to)).await {
         tracing::error!(
             "renaming imported {} (it will be imported again at the next start): {e}",
             path.display()

@@ -7,7 +7,6 @@
 //! bounded by throughput: 4096 ids per tick per topic ≈ 3.9 M msgs/s before it runs ahead).
 
 use crate::protocol::MessageId;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const NODE_ID_BITS: u32 = 10;
 const SEQUENCE_BITS: u32 = 12;
@@ -34,8 +33,9 @@ impl GuidFactory {
         }
     }
 
-    pub fn next_id(&mut self) -> MessageId {
-        let now_tick = now_ns() >> 20;
+    /// The next id, at wall-clock time `now_ns` (ns since the Unix epoch).
+    pub fn next_id(&mut self, now_ns: u64) -> MessageId {
+        let now_tick = now_ns >> 20;
         if now_tick > self.last_tick {
             self.last_tick = now_tick;
             self.sequence = 0;
@@ -54,13 +54,6 @@ impl GuidFactory {
     }
 }
 
-/// Nanoseconds since the Unix epoch (what nsqd puts in a message's timestamp).
-pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,7 +63,7 @@ mod tests {
         let mut f = GuidFactory::new(513);
         let mut last = String::new();
         for _ in 0..20_000 {
-            let id = f.next_id();
+            let id = f.next_id(crate::broker::Clock::System.now_ns());
             let hex = id.to_string();
             assert_eq!(hex.len(), 16);
             assert!(hex > last, "{hex} <= {last}");

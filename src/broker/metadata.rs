@@ -8,26 +8,16 @@
 //! one at a time (the temp name is fixed), and always from the broker's current state, so the
 //! last write wins with the newest picture.
 //!
-//! Shards: every shard reads the file at start and creates the topics it owns; only shard 0
-//! writes it, from every shard's picture ([`crate::shard::gather::metadata`]), and never from
-//! a partial one (a shard that does not answer fails the write).
+//! Shards: every shard reads the file at start and creates the topics it owns; the file is
+//! written ([`write`]) by shard 0 from every shard's picture (`app::metadata`), never from a
+//! partial one.
 
 use super::{paths, Broker, BrokerError};
 use crate::protocol::{is_ephemeral, is_valid_channel_name, is_valid_topic_name};
 use ringsq_storage::Io;
 use serde::{Deserialize, Serialize};
-use std::rc::Rc;
-use std::time::Duration;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use std::path::Path;
 
-/// How often a failed `nsqd.dat` write is tried again (and, while writes fail, a probe write).
-pub const METADATA_RETRY: Duration = Duration::from_secs(1);
-/// Least time between two background rewrites of `nsqd.dat`.
-pub const METADATA_WRITE_INTERVAL_MIN: Duration = Duration::from_millis(200);
-/// After a background rewrite that took `t`, the next waits at least this many times `t`.
-pub const METADATA_WRITE_PAUSE_FACTOR: u32 = 9;
-
-/// The nsqd version written into `nsqd.dat` (what nsqd 1.3.0 writes).
 pub const METADATA_VERSION: &str = "1.3.0";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,7 +45,7 @@ pub struct MetaChannel {
     paused: bool,
 }
 
-impl Broker {
+impl<I: Io> Broker<I> {
     /// This shard's topics and channels as `nsqd.dat` holds them (ephemeral ones are not).
     pub fn meta_topics(&self) -> Vec<MetaTopic> {
         self.topics()
@@ -79,58 +69,21 @@ impl Broker {
     }
 
     /// Every shard's picture as `nsqd.dat` bytes.
-    async fn metadata_bytes(&self) -> Result<Vec<u8>, BrokerError> {
-        let topics = crate::shard::gather::metadata(&self.link)
-            .await
-            .map_err(|_| BrokerError::Exiting)?;
-        let file = MetaFile {
-            topics: Some(topics),
-            version: METADATA_VERSION.to_owned(),
-        };
-        Ok(serde_json::to_vec(&file).unwrap_or_default())
-    }
-
-    /// Rewrites `nsqd.dat` from the current state of every shard (no-op without a data
-    /// directory, and on any shard but 0).
-    pub async fn persist_metadata(&self) -> Result<(), BrokerError> {
-        let Some(data) = self.cfg.data_path.clone() else {
-            return Ok(());
-        };
-        if !self.cfg.place.is_first() {
-            return Ok(());
-        }
-        let _one_writer = self.metadata_lock.lock().await;
-        // Taken after the lock: a writer that waited writes the newest picture.
-        let bytes = match self.metadata_bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.metadata_dirty.set(true);
-                return Err(e);
-            }
-        };
-        let path = paths::metadata_file(&data);
-        let written = ringsq_storage::atomic_write(&self.cfg.io, &path, &bytes).await;
-        // Behind until a write of the newest picture succeeds (the metadata loop retries).
-        self.metadata_dirty.set(written.is_err());
-        written?;
-        Ok(())
-    }
-
     /// Reads `nsqd.dat` (Go's or ours) and creates what it names; invalid names are skipped with
     /// a warning, as nsqd does. A missing file is an empty picture; an unparsable one an error.
     pub(super) async fn load_metadata(&self) -> Result<(), BrokerError> {
-        let Some(data) = self.cfg.data_path.clone() else {
+        let Some(data) = self.cfg().data_path.clone() else {
             return Ok(());
         };
         let path = paths::metadata_file(&data);
-        let Some(bytes) = ringsq_storage::read_small_file(&self.cfg.io, &path).await? else {
+        let Some(bytes) = ringsq_storage::read_small_file(self.io(), &path).await? else {
             return Ok(());
         };
         let file: MetaFile = serde_json::from_slice(&bytes).map_err(|e| BrokerError::Metadata {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let first = self.cfg.place.is_first();
+        let first = self.place.is_first();
         for t in file.topics.unwrap_or_default() {
             if !is_valid_topic_name(t.name.as_bytes()) || is_ephemeral(&t.name) {
                 if first {
@@ -142,7 +95,7 @@ impl Broker {
                 }
                 continue;
             }
-            if !self.cfg.place.owns(&t.name) {
+            if !self.place.owns(&t.name) {
                 continue;
             }
             // A topic or channel that cannot be created now (a full disk) does not stop the
@@ -189,53 +142,18 @@ impl Broker {
         }
         Ok(())
     }
+}
 
-    /// Subscribes now, then (when polled) rewrites `nsqd.dat` after every persistent create or
-    /// delete, coalescing bursts into one write. A failed write is tried again every
-    /// [`METADATA_RETRY`]; so is one while the latest write anywhere failed (a full disk): its
-    /// success is what tells that writes work again when nothing else is written. Ends when the
-    /// broker exits.
-    pub fn metadata_loop(self: Rc<Self>) -> impl std::future::Future<Output = ()> {
-        let mut rx = self.cfg.events.subscribe();
-        async move {
-            loop {
-                let retry = self.metadata_dirty.get() || self.cfg.io.health().latest_write_failed();
-                let event = if retry {
-                    tokio::time::timeout(METADATA_RETRY, rx.recv()).await.ok()
-                } else {
-                    Some(rx.recv().await)
-                };
-                let mut changed = match event {
-                    None | Some(Err(RecvError::Lagged(_))) => true,
-                    Some(Ok(event)) => event.is_persistent(),
-                    Some(Err(RecvError::Closed)) => return,
-                };
-                loop {
-                    match rx.try_recv() {
-                        Ok(event) => changed |= event.is_persistent(),
-                        Err(TryRecvError::Lagged(_)) => changed = true,
-                        Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                    }
-                }
-                if self.exiting.get() {
-                    return;
-                }
-                if changed || self.metadata_dirty.get() {
-                    let started = tokio::time::Instant::now();
-                    if let Err(e) = self.persist_metadata().await {
-                        tracing::error!("failed to persist metadata - {e}");
-                    }
-                    // The file grows with the topics: rewritten per create, creating N topics
-                    // would cost N². So a burst of creates gets one rewrite per interval, and
-                    // rewriting takes at most a tenth of the time, however large the file. (A
-                    // create does not wait for it: the topic's directory and the channel's
-                    // state file are on disk before its `200`, and start-up finds them.)
-                    let spent = started.elapsed();
-                    let pause = METADATA_WRITE_INTERVAL_MIN
-                        .max(spent.saturating_mul(METADATA_WRITE_PAUSE_FACTOR));
-                    tokio::time::sleep(pause).await;
-                }
-            }
-        }
-    }
+/// Writes `nsqd.dat` under `data` with these topics (sorted by name by the caller), atomically.
+pub async fn write<I: Io>(
+    io: &I,
+    data: &Path,
+    topics: Vec<MetaTopic>,
+) -> Result<(), ringsq_storage::Error> {
+    let file = MetaFile {
+        topics: Some(topics),
+        version: METADATA_VERSION.to_owned(),
+    };
+    let bytes = serde_json::to_vec(&file).unwrap_or_default();
+    ringsq_storage::atomic_write(io, &paths::metadata_file(data), &bytes).await
 }

@@ -1,13 +1,17 @@
-//! The broker: one shard's topic map and everything shared by its TCP and HTTP front ends.
+//! The broker: one shard's topics and channels, and the operations on them. No sockets, no
+//! threads, no statistics model: the connection layer above runs commands against it, the shard
+//! layer gives it the topics its shard owns ([`Place`]).
 //!
-//! All of it lives on one thread (the shard's tokio-uring runtime), so state is `Rc` +
-//! `Cell`/`RefCell`, never locks; no `RefCell` borrow is held across an `.await`. A broker
-//! holds only the topics its shard owns ([`crate::shard::owner`]); it reaches the other shards
-//! through its [`Link`] (`nsqd.dat` is written from every shard's picture, by shard 0).
+//! All of it lives on one thread (the shard's runtime), so state is `Rc` + `Cell`/`RefCell`,
+//! never locks; no `RefCell` borrow is held across an `.await`. Every file it touches goes
+//! through the storage's [`Io`] (so the same code runs on `io_uring` and, in the simulation, on
+//! the fault-injecting `MemIo`), every wall-clock reading through its [`Clock`], and every
+//! deadline on tokio's clock.
 
 pub mod admin;
 pub mod channel;
-pub mod client;
+pub mod clock;
+pub mod consumer;
 pub mod e2e;
 pub mod events;
 mod godata;
@@ -15,13 +19,14 @@ pub mod guid;
 pub mod message;
 pub mod metadata;
 pub mod paths;
+pub mod place;
 pub mod store;
 pub mod topic;
 pub mod wake;
 
-use crate::options::Options;
-use crate::shard::{Link, Place};
-use client::Client;
+pub use clock::Clock;
+pub use place::{owner, Place};
+
 use events::{Events, MetaEvent};
 use ringsq_storage::{Io, Log, LogConfig, UringIo};
 use std::cell::{Cell, RefCell};
@@ -34,22 +39,21 @@ use std::time::Duration;
 use store::{MemQueue, Store};
 use topic::Topic;
 
-/// The names of our files in a directory listing (`name_of` strips our suffix), sorted.
-fn names_in(entries: std::fs::ReadDir, name_of: fn(&str) -> Option<&str>) -> Vec<String> {
+/// The names of our entries in a directory listing (`name_of` strips our suffix), sorted.
+fn names_in(entries: &[std::ffi::OsString], name_of: fn(&str) -> Option<&str>) -> Vec<String> {
     let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().and_then(name_of).map(str::to_owned))
+        .iter()
+        .filter_map(|e| e.to_str().and_then(name_of).map(str::to_owned))
         .collect();
     names.sort();
     names
 }
 
-/// What the broker needs from the options, resolved once.
-#[derive(Debug)]
+/// What the broker is configured with (built once from the options; one copy per shard).
+#[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `None` only in unit tests that run without a data directory.
     pub data_path: Option<PathBuf>,
-    pub io: UringIo,
     pub log: LogConfig,
     pub mem_queue_size: u64,
     pub ack_after_sync: bool,
@@ -61,53 +65,28 @@ pub struct BrokerConfig {
     pub retention: Duration,
     /// ringsq's `--max-topic-bytes` (0: no bound).
     pub max_topic_bytes: u64,
-    /// Topic/channel create and delete events (`nsqd.dat` writer, lookup loops): one channel
-    /// shared by every shard, received on shard 0.
-    pub events: Events,
-    /// This shard among the others.
-    pub place: Place,
     pub e2e: e2e::E2eConfig,
+    /// Files this broker's storage may keep open at once (its share of the descriptors).
+    pub files_open_max: usize,
+    pub clock: Clock,
 }
 
 /// Recent records each topic keeps in memory for consumers at the tail. Per topic, so it bounds
 /// memory the way nsqd's `--mem-queue-size` does (by count there): 16 MiB is ~120k messages of
 /// 100 bytes, plenty for a consumer that keeps up; one that falls further behind reads the disk.
-const TOPIC_CACHE_BYTES_MAX: usize = 16 << 20;
+pub const TOPIC_CACHE_BYTES_MAX: usize = 16 << 20;
 
 /// How often changed channel states are saved between sync points (without an fsync).
 const RECENT_SAVE_PERIOD: Duration = Duration::from_millis(100);
 
-impl BrokerConfig {
-    pub fn from_options(o: &Options, place: Place, events: Events) -> Self {
-        let record_size_max = o
-            .max_msg_size
-            .saturating_add(u64::try_from(message::MESSAGE_HEADER_BYTES).unwrap_or(u64::MAX));
-        Self {
-            data_path: Some(o.data_path.clone()),
-            io: UringIo,
-            log: LogConfig {
-                segment_size_bytes_max: o.max_bytes_per_file,
-                sync_every_records: o.sync_every,
-                sync_timeout: o.sync_timeout,
-                record_size_max: u32::try_from(record_size_max).unwrap_or(u32::MAX),
-                cache_bytes_max: TOPIC_CACHE_BYTES_MAX,
-            },
-            mem_queue_size: o.mem_queue_size,
-            ack_after_sync: o.ack_after_sync,
-            node_id: o.node_id,
-            max_msg_timeout: o.max_msg_timeout,
-            max_channel_consumers: o.max_channel_consumers,
-            sync_timeout: o.sync_timeout,
-            retention: o.retention,
-            max_topic_bytes: o.max_topic_bytes,
-            events,
-            place,
-            e2e: e2e::E2eConfig {
-                percentiles: o.e2e_processing_latency_percentiles.clone(),
-                window: o.e2e_processing_latency_window_time,
-            },
-        }
-    }
+/// What the broker and its topics share: the configuration, the storage backend and where
+/// lifecycle events go.
+#[derive(Debug)]
+pub struct Env<I: Io = UringIo> {
+    pub cfg: BrokerConfig,
+    pub io: I,
+    /// Topic/channel create and delete events (`nsqd.dat`, the lookup loops).
+    pub events: Events,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +105,6 @@ pub enum BrokerError {
     Exiting,
     #[error("a start-up task failed: {0}")]
     Task(String),
-    /// Another shard failed to open (its error, as text: it came from another thread).
-    #[error("{reason}")]
-    Shard { reason: String },
 }
 
 /// Where a new topic learns the channels it starts with (nsqd asks nsqlookupd in `GetTopic`).
@@ -139,48 +115,37 @@ pub trait KnownChannels: std::fmt::Debug {
 }
 
 #[derive(Debug)]
-pub struct Broker {
-    pub cfg: Rc<BrokerConfig>,
-    pub options: Rc<Options>,
-    /// The way to the other shards.
-    pub link: Rc<Link>,
-    topics: RefCell<BTreeMap<String, Rc<Topic>>>,
+pub struct Broker<I: Io = UringIo> {
+    pub env: Rc<Env<I>>,
+    /// The topics this broker holds (its shard's).
+    pub place: Place,
+    topics: RefCell<BTreeMap<String, Rc<Topic<I>>>>,
     /// Topics being created, by name: the creators of one topic wait for each other, never for
     /// those of another (creating many topics at once overlaps their disk work).
     creating: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
-    /// One `nsqd.dat` write at a time.
-    metadata_lock: tokio::sync::Mutex<()>,
-    /// `nsqd.dat` is behind the broker's state (a write failed, or changes wait to be written).
-    metadata_dirty: Cell<bool>,
-    pub clients: RefCell<HashMap<u64, Rc<Client>>>,
     pub exiting: Cell<bool>,
-    pub start_unix_s: u64,
     known_channels: RefCell<Option<Rc<dyn KnownChannels>>>,
 }
 
-impl Broker {
-    /// Opens the data directory and every topic and channel in it that this shard owns (the
-    /// caller then writes `nsqd.dat` back, once every shard is open: [`Broker::persist_at_start`]).
+impl<I: Io> Broker<I> {
+    /// Opens the data directory and every topic and channel in it that `place` owns, then
+    /// takes over Go nsqd's disk queues if any (`nsqd.dat` is written back by the caller, once
+    /// every shard is open).
     pub async fn open(
-        options: Options,
-        link: Link,
+        cfg: BrokerConfig,
+        io: I,
+        place: Place,
         events: Events,
     ) -> Result<Rc<Self>, BrokerError> {
-        let cfg = Rc::new(BrokerConfig::from_options(&options, link.place, events));
+        io.files().set_open_max(cfg.files_open_max.max(1));
         let broker = Rc::new(Self {
-            cfg,
-            options: Rc::new(options),
-            link: Rc::new(link),
+            env: Rc::new(Env { cfg, io, events }),
+            place,
             topics: RefCell::new(BTreeMap::new()),
             creating: RefCell::new(HashMap::new()),
-            metadata_lock: tokio::sync::Mutex::new(()),
-            metadata_dirty: Cell::new(false),
-            clients: RefCell::new(HashMap::new()),
             exiting: Cell::new(false),
-            start_unix_s: guid::now_ns() / 1_000_000_000,
             known_channels: RefCell::new(None),
         });
-        broker.budget_files();
         broker.load().await?;
         broker.load_metadata().await?;
         match broker.import_go_queues().await {
@@ -192,41 +157,27 @@ impl Broker {
         Ok(broker)
     }
 
-    /// As nsqd at start: writes `nsqd.dat` back at once (a Go-written one becomes ours), from
-    /// every shard's picture (shard 0, once all are open). Unlike nsqd, a failure (a full disk)
-    /// does not stop the start: the metadata loop writes it later.
-    pub async fn persist_at_start(&self) {
-        if let Err(e) = self.persist_metadata().await {
-            tracing::error!("failed to persist metadata - {e} (retrying in the background)");
-            self.metadata_dirty.set(true);
-        }
+    pub fn cfg(&self) -> &BrokerConfig {
+        &self.env.cfg
     }
 
-    /// Sizes this shard's storage file budget from the process's descriptor limit: its share
-    /// of [`crate::fds::Budget`], split evenly between the shards (each thread's storage has
-    /// its own budget).
-    fn budget_files(&self) {
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-        let place = self.cfg.place;
-        let budget = (crate::fds::Budget::for_limit(limit).files_open_max / place.count).max(1);
-        self.cfg.io.files().set_open_max(budget);
-        if place.is_first() {
-            tracing::info!(
-                "file descriptors: limit {}, storage keeps at most {} files open ({budget} per shard)",
-                limit.map_or_else(|| "unlimited".to_owned(), |l| l.to_string()),
-                budget * place.count
-            );
-        }
+    pub fn io(&self) -> &I {
+        &self.env.io
+    }
+
+    /// The wall clock's Unix seconds.
+    pub fn now_unix_s(&self) -> u64 {
+        self.env.cfg.clock.now_ns() / 1_000_000_000
     }
 
     /// Opens every topic found in the data directory with its channels, [`Broker::topic_jobs`]
     /// at a time (their reads overlap; the file budget bounds the descriptors they hold).
     async fn load(self: &Rc<Self>) -> Result<(), BrokerError> {
-        let Some(data) = self.cfg.data_path.clone() else {
+        let Some(data) = self.cfg().data_path.clone() else {
             return Ok(());
         };
         let dir = paths::topics_dir(&data);
-        let entries = match std::fs::read_dir(&dir) {
+        let entries = match self.io().list_dir(&dir).await {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(source) => {
@@ -238,18 +189,18 @@ impl Broker {
             }
         };
         let mut running = tokio::task::JoinSet::new();
-        for name in names_in(entries, paths::topic_name_of) {
+        for name in names_in(&entries, paths::topic_name_of) {
             if !crate::protocol::is_valid_topic_name(name.as_bytes())
                 || crate::protocol::is_ephemeral(&name)
             {
-                if self.cfg.place.is_first() {
+                if self.place.is_first() {
                     tracing::warn!(
                         "skipping {name:?} in the data directory: not a valid topic name"
                     );
                 }
                 continue;
             }
-            if !self.cfg.place.owns(&name) {
+            if !self.place.owns(&name) {
                 continue;
             }
             if running.len() >= self.topic_jobs() {
@@ -271,7 +222,7 @@ impl Broker {
     /// Records a topic `load` opened (or passes its error on).
     fn loaded(
         &self,
-        done: Option<Result<Result<Rc<Topic>, BrokerError>, tokio::task::JoinError>>,
+        done: Option<Joined<Result<Rc<Topic<I>>, BrokerError>>>,
     ) -> Result<(), BrokerError> {
         match done {
             Some(Ok(Ok(topic))) => {
@@ -287,50 +238,55 @@ impl Broker {
     async fn load_channels(
         &self,
         data: &std::path::Path,
-        topic: &Topic,
+        topic: &Topic<I>,
     ) -> Result<(), BrokerError> {
         let dir = paths::topic_dir(data, &topic.name);
-        let entries = std::fs::read_dir(&dir).map_err(|source| BrokerError::Io {
-            op: "read_dir",
-            path: dir,
-            source,
-        })?;
-        for name in names_in(entries, paths::channel_name_of) {
+        let entries = self
+            .io()
+            .list_dir(&dir)
+            .await
+            .map_err(|source| BrokerError::Io {
+                op: "read_dir",
+                path: dir,
+                source,
+            })?;
+        for name in names_in(&entries, paths::channel_name_of) {
             let path = paths::channel_file(data, &topic.name, &name);
-            let saved = channel::Saved::read(&path).await?;
+            let saved = channel::Saved::read(self.io(), &path).await?;
             topic.restore_channel(&name, &saved);
         }
         Ok(())
     }
 
-    async fn open_topic(&self, name: &str) -> Result<Rc<Topic>, BrokerError> {
-        let store = match (&self.cfg.data_path, crate::protocol::is_ephemeral(name)) {
+    async fn open_topic(&self, name: &str) -> Result<Rc<Topic<I>>, BrokerError> {
+        let cfg = self.cfg();
+        let store = match (&cfg.data_path, crate::protocol::is_ephemeral(name)) {
             (Some(data), false) => {
                 let dir = paths::topic_log_dir(data, name);
-                let (log, report) = Log::open(self.cfg.io, &dir, self.cfg.log.clone()).await?;
+                let (log, report) = Log::open(self.io().clone(), &dir, cfg.log.clone()).await?;
                 // At most this many messages are acknowledged before they are written: a full
                 // disk must not drop them (they are written when space returns).
-                log.keep_unwritten(self.cfg.mem_queue_size);
-                tracing::info!(topic = %name, "TOPIC({name}): opened log: {report}");
+                log.keep_unwritten(cfg.mem_queue_size);
+                tracing::info!(topic = %name, "opened log: {report}");
                 Store::Durable(log)
             }
             _ => Store::Memory(RefCell::new(MemQueue::new(
-                usize::try_from(self.cfg.mem_queue_size).unwrap_or(usize::MAX),
+                usize::try_from(cfg.mem_queue_size).unwrap_or(usize::MAX),
             ))),
         };
-        Ok(Topic::new(name.to_owned(), store, Rc::clone(&self.cfg)))
+        Ok(Topic::new(name.to_owned(), store, Rc::clone(&self.env)))
     }
 
-    pub fn get_topic(&self, name: &str) -> Option<Rc<Topic>> {
+    pub fn get_topic(&self, name: &str) -> Option<Rc<Topic<I>>> {
         self.topics.borrow().get(name).cloned()
     }
 
-    pub fn topics(&self) -> Vec<Rc<Topic>> {
+    pub fn topics(&self) -> Vec<Rc<Topic<I>>> {
         self.topics.borrow().values().cloned().collect()
     }
 
     /// Gets or creates a topic (nsqd creates topics on first PUB or SUB).
-    pub async fn topic(&self, name: &str) -> Result<Rc<Topic>, BrokerError> {
+    pub async fn topic(&self, name: &str) -> Result<Rc<Topic<I>>, BrokerError> {
         if let Some(t) = self.get_topic(name) {
             return Ok(t);
         }
@@ -366,18 +322,22 @@ impl Broker {
     }
 
     /// The creating half of [`Broker::topic`], under that topic's create lock.
-    async fn create_topic(&self, name: &str, known: &[String]) -> Result<Rc<Topic>, BrokerError> {
+    async fn create_topic(
+        &self,
+        name: &str,
+        known: &[String],
+    ) -> Result<Rc<Topic<I>>, BrokerError> {
         if let Some(t) = self.get_topic(name) {
             return Ok(t);
         }
         let topic = self.open_topic(name).await?;
-        tracing::info!("TOPIC({name}): created");
+        tracing::info!(topic = %name, "topic created");
         // Before the topic is visible, so every pre-created channel sees its first message.
         self.precreate_channels(&topic, known).await;
         self.topics
             .borrow_mut()
             .insert(name.to_owned(), Rc::clone(&topic));
-        self.cfg
+        self.env
             .events
             .send(MetaEvent::TopicCreated(name.to_owned()));
         Ok(topic)
@@ -397,7 +357,7 @@ impl Broker {
     }
 
     /// nsqd pre-creates the known channels except ephemeral ones (they need a consumer).
-    async fn precreate_channels(&self, topic: &Topic, names: &[String]) {
+    async fn precreate_channels(&self, topic: &Topic<I>, names: &[String]) {
         for name in names {
             if crate::protocol::is_ephemeral(name)
                 || !crate::protocol::is_valid_channel_name(name.as_bytes())
@@ -405,7 +365,7 @@ impl Broker {
                 continue;
             }
             if let Err(e) = topic.channel(name).await {
-                tracing::error!("TOPIC({}): pre-creating channel {name}: {e}", topic.name);
+                tracing::error!(topic = %topic.name, channel = %name, "pre-creating the channel: {e}");
             }
         }
     }
@@ -429,32 +389,26 @@ impl Broker {
         };
         topic.deleted.set(true);
         for c in topic.channels() {
-            topic.delete_channel(&c.name);
+            topic.delete_channel(&c.name).await;
         }
         if let Some(log) = topic.log() {
             if let Err(e) = log.clone().destroy().await {
-                tracing::error!("deleting topic {name}: {e}");
+                tracing::error!(topic = %name, "deleting the topic's log: {e}");
             }
         }
-        if let Some(data) = &self.cfg.data_path {
-            paths::remove_logged(&paths::topic_dir(data, name));
+        if let Some(data) = &self.cfg().data_path {
+            paths::remove_logged(self.io(), &paths::topic_dir(data, name)).await;
         }
-        tracing::info!("TOPIC({name}): deleted");
-        self.cfg
+        tracing::info!(topic = %name, "topic deleted");
+        self.env
             .events
             .send(MetaEvent::TopicDeleted(name.to_owned()));
         true
     }
 
-    /// A client id no other connection of this process has (connections move between shards).
-    pub fn next_client_id(&self) -> u64 {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    }
-
     /// The periodic sync point: channel states saved, retention applied. Runs until exit.
     pub async fn checkpoint_loop(self: Rc<Self>) {
-        let period = self.cfg.sync_timeout.max(Duration::from_millis(10));
+        let period = self.cfg().sync_timeout.max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(period).await;
             if self.exiting.get() {
@@ -486,14 +440,14 @@ impl Broker {
     /// latest write when it failed (a full disk, EIO) until a write succeeds again, or of a log
     /// that stopped writing after an fsync error (see `ringsq_storage::WriteHealth`).
     pub fn health(&self) -> Result<(), String> {
-        match self.cfg.io.health().error() {
+        match self.io().health().error() {
             None => Ok(()),
             Some(e) => Err(e.to_string()),
         }
     }
 
     /// Clean shutdown: every log flushed and fsynced, every channel's state saved. (`nsqd.dat`
-    /// is written before, while every shard can still answer: see `server::stop`.)
+    /// is written before, while every shard can still answer.)
     pub async fn close(&self) {
         self.exiting.set(true);
         let jobs = self.topic_jobs();
@@ -504,24 +458,28 @@ impl Broker {
         )
         .await;
     }
+
+    /// How many topic jobs run at once: [`TOPIC_JOBS_CONCURRENT`], and at most a quarter of the
+    /// file budget (a job may hold one file while it opens another, as recovery does when it
+    /// moves damaged bytes aside: a few jobs can never hold every descriptor).
+    fn topic_jobs(&self) -> usize {
+        (self.io().files().stats().open_max / 4).clamp(1, TOPIC_JOBS_CONCURRENT)
+    }
 }
+
+/// What a `JoinSet` gives back for a task.
+type Joined<T> = Result<T, tokio::task::JoinError>;
 
 /// Topics worked on at once by the checkpoint loop and at shutdown: their fsyncs overlap (the
 /// file system commits them together) instead of waiting for each other, one topic at a time.
 const TOPIC_JOBS_CONCURRENT: usize = 64;
 
-impl Broker {
-    /// How many topic jobs run at once: [`TOPIC_JOBS_CONCURRENT`], and at most a quarter of the
-    /// file budget (a job may hold one file while it opens another, as recovery does when it
-    /// moves damaged bytes aside: a few jobs can never hold every descriptor).
-    fn topic_jobs(&self) -> usize {
-        (self.cfg.io.files().stats().open_max / 4).clamp(1, TOPIC_JOBS_CONCURRENT)
-    }
-}
-
 /// Runs `job` for every topic, at most `jobs` at once; returns when all are done.
-async fn for_each_topic<Fut>(topics: Vec<Rc<Topic>>, jobs: usize, job: impl Fn(Rc<Topic>) -> Fut)
-where
+async fn for_each_topic<T: 'static, Fut>(
+    topics: Vec<Rc<T>>,
+    jobs: usize,
+    job: impl Fn(Rc<T>) -> Fut,
+) where
     Fut: Future<Output = ()> + 'static,
 {
     let mut running = tokio::task::JoinSet::new();

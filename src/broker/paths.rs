@@ -9,6 +9,7 @@
 //! Names are nsqd's (`[.a-zA-Z0-9_-]`, 1..64 chars), so `.` and `..` are valid topic names: the
 //! `.topic` / `.channel` suffixes keep every name a plain file name.
 
+use ringsq_storage::Io;
 use std::path::{Path, PathBuf};
 
 const TOPIC_DIR_SUFFIX: &str = ".topic";
@@ -42,11 +43,11 @@ pub fn metadata_file(data: &Path) -> PathBuf {
 
 /// Removes a file or a directory tree that may already be gone; any other failure is logged
 /// (a leftover is found again at the next start, nothing is lost).
-pub fn remove_logged(path: &Path) {
-    let result = if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
+pub async fn remove_logged<I: Io>(io: &I, path: &Path) {
+    let result = match io.dir_exists(path).await {
+        Ok(true) => io.remove_dir_all(path).await,
+        Ok(false) => io.remove_file(path).await,
+        Err(e) => Err(e),
     };
     if let Err(e) = result {
         if e.kind() != std::io::ErrorKind::NotFound {

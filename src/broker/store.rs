@@ -3,7 +3,7 @@
 //! only what the ack policy has made safe ([`Visible`]).
 
 use bytes::Bytes;
-use ringsq_storage::{Log, Position, Record, UringIo};
+use ringsq_storage::{Io, Log, Position, Record, UringIo};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
@@ -20,8 +20,8 @@ pub enum Visible {
 }
 
 #[derive(Debug)]
-pub enum Store {
-    Durable(Log<UringIo>),
+pub enum Store<I: Io = UringIo> {
+    Durable(Log<I>),
     Memory(RefCell<MemQueue>),
 }
 
@@ -64,7 +64,7 @@ pub enum Appended {
     Dropped,
 }
 
-impl Store {
+impl<I: Io> Store<I> {
     pub fn append(&self, data: Bytes) -> Result<Appended, ringsq_storage::Error> {
         match self {
             Store::Durable(log) => log.append(data).map(Appended::Log),
@@ -179,7 +179,7 @@ impl Store {
         }
     }
 
-    pub fn log(&self) -> Option<&Log<UringIo>> {
+    pub fn log(&self) -> Option<&Log<I>> {
         match self {
             Store::Durable(log) => Some(log),
             Store::Memory(_) => None,

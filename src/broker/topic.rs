@@ -2,13 +2,13 @@
 //! the publish path with the ack policy that decides how long an `OK` waits for the disk.
 
 use super::channel::{Channel, ChannelConfig, Saved, TopicLink};
-use super::guid::{now_ns, GuidFactory};
+use super::guid::GuidFactory;
 use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
 use super::store::{Appended, Store, Visible};
-use super::BrokerConfig;
+use super::Env;
 use bytes::Bytes;
-use ringsq_storage::{Log, Position, Ticket, UringIo};
+use ringsq_storage::{Io, Log, Position, Ticket, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -27,22 +27,41 @@ pub enum PublishError {
 
 /// When a publisher may be told `OK`.
 #[derive(Debug)]
-pub enum Ack {
+pub enum Ack<I: Io = UringIo> {
     Now,
-    /// After the log has written (or fsynced, with `synced`) the ticket's records.
-    Wait {
-        log: Log<UringIo>,
-        ticket: Ticket,
-        synced: bool,
-    },
+    /// Once the topic's log got there (see [`AckWait`]).
+    Wait(AckWait<I>),
+}
+
+/// A publish whose `OK` waits for its topic's log: until the log has written (or, with
+/// `synced`, fsynced) the records of its ticket. The one way to wait for the disk before
+/// answering, whoever answers (a connection's writer, another shard, HTTP).
+#[derive(Debug, Clone)]
+pub struct AckWait<I: Io = UringIo> {
+    log: Log<I>,
+    ticket: Ticket,
+    synced: bool,
+}
+
+impl<I: Io> AckWait<I> {
+    /// `None` while the log has not got there; then whether it did (`Err`: the write or fsync
+    /// failed, and the publish must be refused).
+    pub fn outcome(&self) -> Option<Result<(), ringsq_storage::Error>> {
+        self.log.ticket_state(self.ticket, self.synced)
+    }
+
+    /// Waits for the outcome.
+    pub async fn wait(&self) -> Result<(), ringsq_storage::Error> {
+        self.log.wait_ticket(self.ticket, self.synced).await
+    }
 }
 
 #[derive(Debug)]
-pub struct Topic {
+pub struct Topic<I: Io = UringIo> {
     pub name: String,
     pub ephemeral: bool,
-    store: Rc<Store>,
-    channels: RefCell<BTreeMap<String, Rc<Channel>>>,
+    store: Rc<Store<I>>,
+    channels: RefCell<BTreeMap<String, Rc<Channel<I>>>>,
     pub paused: Rc<Cell<bool>>,
     /// The log's end when the topic was paused: channels read no further while paused.
     pause_at: Rc<Cell<u64>>,
@@ -58,7 +77,7 @@ pub struct Topic {
     /// Where the next "first channel" starts: the topic's backlog (nsqd gives it to the first
     /// channel; later channels start at the tail).
     backlog_start: Cell<Position>,
-    cfg: Rc<BrokerConfig>,
+    env: Rc<Env<I>>,
     channel_cfg: Rc<ChannelConfig>,
     create_lock: tokio::sync::Mutex<()>,
     pub deleted: Cell<bool>,
@@ -68,16 +87,18 @@ pub struct Topic {
     oldest: Cell<Option<(u64, i64)>>,
 }
 
-impl Topic {
-    pub fn new(name: String, store: Store, cfg: Rc<BrokerConfig>) -> Rc<Self> {
+impl<I: Io> Topic<I> {
+    pub fn new(name: String, store: Store<I>, env: Rc<Env<I>>) -> Rc<Self> {
         let ephemeral = crate::protocol::is_ephemeral(&name);
         let store = Rc::new(store);
+        let cfg = &env.cfg;
         let channel_cfg = Rc::new(ChannelConfig {
             park_log: cfg.log.clone(),
             mem_queue_size: cfg.mem_queue_size,
             max_msg_timeout: cfg.max_msg_timeout,
             max_channel_consumers: cfg.max_channel_consumers,
             e2e: cfg.e2e.clone(),
+            clock: cfg.clock,
             visible: if cfg.ack_after_sync {
                 Visible::Synced
             } else if cfg.mem_queue_size == 0 {
@@ -100,7 +121,7 @@ impl Topic {
             message_bytes: Cell::new(0),
             unsettled: RefCell::new(VecDeque::new()),
             channel_cfg,
-            cfg,
+            env,
             create_lock: tokio::sync::Mutex::new(()),
             deleted: Cell::new(false),
             full: Cell::new(false),
@@ -108,20 +129,24 @@ impl Topic {
         })
     }
 
-    pub fn log(&self) -> Option<&Log<UringIo>> {
+    pub fn log(&self) -> Option<&Log<I>> {
         self.store.log()
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Store<I> {
         &self.store
     }
 
     // ----- publish ---------------------------------------------------------------------------
 
     /// Appends every body (already validated) in order and says when the publisher may be told `OK`.
-    pub fn publish(&self, bodies: &[Bytes], defer: Option<Duration>) -> Result<Ack, PublishError> {
+    pub fn publish(
+        &self,
+        bodies: &[Bytes],
+        defer: Option<Duration>,
+    ) -> Result<Ack<I>, PublishError> {
         self.check_room(bodies)?;
-        let now = now_ns();
+        let now = self.env.cfg.clock.now_ns();
         let deliver_at_ns = defer.map_or(0, |d| {
             now.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         });
@@ -130,7 +155,7 @@ impl Topic {
         let mut stored = 0u64;
         let (mut count, mut bytes) = (0u64, 0u64);
         for body in bodies {
-            let id = self.guid.borrow_mut().next_id();
+            let id = self.guid.borrow_mut().next_id(now);
             let msg = StoredMessage {
                 id,
                 timestamp_ns,
@@ -182,7 +207,7 @@ impl Topic {
     /// of what channels still need (from the slowest channel's low-water mark to the end; with
     /// no channel, the backlog). Consuming frees room at once; nothing stored is ever dropped.
     fn check_room(&self, bodies: &[Bytes]) -> Result<(), PublishError> {
-        let max = self.cfg.max_topic_bytes;
+        let max = self.env.cfg.max_topic_bytes;
         if max == 0 || self.store.log().is_none() {
             return Ok(());
         }
@@ -287,7 +312,7 @@ impl Topic {
     /// disk when this returns.
     pub async fn rewind_channel(
         &self,
-        channel: &Channel,
+        channel: &Channel<I>,
         since: SystemTime,
     ) -> Result<(), ringsq_storage::Error> {
         let to = self.position_at(since).await?;
@@ -299,11 +324,11 @@ impl Topic {
 
     /// Counts published messages as the publisher's `OK` does: at once when it is sent at once,
     /// else once the log has done what the `OK` waits for (never if that failed).
-    fn count_published(&self, ack: &Ack, count: u64, bytes: u64) {
-        if let Ack::Wait { ticket, .. } = ack {
+    fn count_published(&self, ack: &Ack<I>, count: u64, bytes: u64) {
+        if let Ack::Wait(wait) = ack {
             self.unsettled
                 .borrow_mut()
-                .push_back((*ticket, count, bytes));
+                .push_back((wait.ticket, count, bytes));
             self.settle();
         } else {
             self.message_count.set(self.message_count.get() + count);
@@ -319,7 +344,7 @@ impl Topic {
         };
         let mut unsettled = self.unsettled.borrow_mut();
         while let Some(&(ticket, count, bytes)) = unsettled.front() {
-            match log.ticket_state(ticket, self.cfg.ack_after_sync) {
+            match log.ticket_state(ticket, self.env.cfg.ack_after_sync) {
                 None => break,
                 Some(Ok(())) => {
                     self.message_count.set(self.message_count.get() + count);
@@ -346,24 +371,24 @@ impl Topic {
 
     /// `--ack-after-sync`: after the fsync. `--mem-queue-size 0`: after the write. Otherwise at
     /// most `--mem-queue-size` of this topic's messages may exist only in memory.
-    fn ack_policy(&self, log: &Log<UringIo>, seq_end: u64) -> Ack {
-        if self.cfg.ack_after_sync {
-            return Ack::Wait {
+    fn ack_policy(&self, log: &Log<I>, seq_end: u64) -> Ack<I> {
+        if self.env.cfg.ack_after_sync {
+            return Ack::Wait(AckWait {
                 log: log.clone(),
                 ticket: log.ticket(seq_end),
                 synced: true,
-            };
+            });
         }
-        let in_memory_max = self.cfg.mem_queue_size;
+        let in_memory_max = self.env.cfg.mem_queue_size;
         let written = log.written().seq;
         if seq_end.saturating_sub(written) <= in_memory_max && in_memory_max > 0 {
             return Ack::Now;
         }
-        Ack::Wait {
+        Ack::Wait(AckWait {
             log: log.clone(),
             ticket: log.ticket(seq_end.saturating_sub(in_memory_max)),
             synced: false,
-        }
+        })
     }
 
     fn wake_channels(&self) {
@@ -374,17 +399,17 @@ impl Topic {
 
     // ----- channels --------------------------------------------------------------------------
 
-    pub fn get_channel(&self, name: &str) -> Option<Rc<Channel>> {
+    pub fn get_channel(&self, name: &str) -> Option<Rc<Channel<I>>> {
         self.channels.borrow().get(name).cloned()
     }
 
-    pub fn channels(&self) -> Vec<Rc<Channel>> {
+    pub fn channels(&self) -> Vec<Rc<Channel<I>>> {
         self.channels.borrow().values().cloned().collect()
     }
 
     /// Gets or creates a channel. A new durable channel's state file is written before this
     /// returns, so a crash right after `SUB` cannot lose its place.
-    pub async fn channel(&self, name: &str) -> Result<Rc<Channel>, ringsq_storage::Error> {
+    pub async fn channel(&self, name: &str) -> Result<Rc<Channel<I>>, ringsq_storage::Error> {
         self.channel_created(name).await.map(|(c, _)| c)
     }
 
@@ -392,7 +417,7 @@ impl Topic {
     pub async fn channel_created(
         &self,
         name: &str,
-    ) -> Result<(Rc<Channel>, bool), ringsq_storage::Error> {
+    ) -> Result<(Rc<Channel<I>>, bool), ringsq_storage::Error> {
         if let Some(c) = self.get_channel(name) {
             return Ok((c, false));
         }
@@ -411,12 +436,12 @@ impl Topic {
         channel.counters.message_count.set(backlog);
         if let Some(path) = self.channel_path(&channel) {
             // A recent state left by an earlier channel of this name is not this one's.
-            paths::remove_logged(&super::channel::recent_path(&path));
+            paths::remove_logged(&self.env.io, &super::channel::recent_path(&path)).await;
         }
         self.save_channel(&channel).await?;
         self.insert_channel(&channel);
-        tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): created");
-        self.cfg
+        tracing::info!(topic = %self.name, channel = %name, "channel created");
+        self.env
             .events
             .send(super::events::MetaEvent::ChannelCreated {
                 topic: self.name.clone(),
@@ -425,7 +450,7 @@ impl Topic {
         Ok((channel, true))
     }
 
-    fn new_channel(&self, name: &str, start: Position) -> Rc<Channel> {
+    fn new_channel(&self, name: &str, start: Position) -> Rc<Channel<I>> {
         let link = TopicLink {
             name: self.name.clone(),
             store: Rc::clone(&self.store),
@@ -437,14 +462,16 @@ impl Topic {
             link,
             Rc::clone(&self.channel_cfg),
             start,
-            self.cfg
+            self.env
+                .cfg
                 .data_path
                 .as_ref()
                 .map(|data| paths::channel_park_dir(data, &self.name, name)),
+            self.env.io.clone(),
         )
     }
 
-    fn insert_channel(&self, channel: &Rc<Channel>) {
+    fn insert_channel(&self, channel: &Rc<Channel<I>>) {
         channel.start();
         self.channels
             .borrow_mut()
@@ -465,72 +492,62 @@ impl Topic {
         self.insert_channel(&channel);
     }
 
-    /// Deletes a channel (and its state file). The last channel gone makes the tail the start of
-    /// the backlog for the next first channel.
-    pub fn delete_channel(&self, name: &str) -> bool {
+    /// Deletes a channel, its state files and its park log (under the topic's create lock: a
+    /// channel of the same name created meanwhile would find its files removed). The last
+    /// channel gone makes the tail the start of the backlog for the next first channel.
+    pub async fn delete_channel(&self, name: &str) -> bool {
+        let _no_create_meanwhile = self.create_lock.lock().await;
         let Some(channel) = self.channels.borrow_mut().remove(name) else {
             return false;
         };
         channel.stop();
-        for client in channel.consumers() {
-            client.closed.set(true);
-            client.wake.notify_one();
+        for consumer in channel.consumers() {
+            consumer.close();
         }
         if self.channels.borrow().is_empty() {
             self.backlog_start.set(self.store.end());
         }
-        match (channel.take_park_log(), channel.park_dir()) {
-            (Some(log), _) => {
-                tokio::task::spawn_local(async move {
-                    if let Err(e) = log.destroy().await {
-                        tracing::error!("removing a park log: {e}");
-                    }
-                });
-            }
-            (None, Some(dir)) => paths::remove_logged(dir),
-            (None, None) => {}
-        }
-        if let (false, Some(data)) = (channel.ephemeral, &self.cfg.data_path) {
-            let path = paths::channel_file(data, &self.name, name);
-            let remove = move || {
-                paths::remove_logged(&super::channel::recent_path(&path));
-                paths::remove_logged(&path);
-            };
-            // Not while a save is under way, whose rename would bring a state file back (saves
-            // started from now on see `deleted` and stop): at once unless one is, else after it.
-            if channel.save_lock.try_lock().is_ok() {
-                remove();
-            } else {
-                let channel = Rc::clone(&channel);
-                tokio::task::spawn_local(async move {
-                    let _no_save_under_way = channel.save_lock.lock().await;
-                    remove();
-                });
-            }
-        }
-        tracing::info!(topic = %self.name, channel = %name, "CHANNEL({name}): deleted");
-        self.cfg
+        tracing::info!(topic = %self.name, channel = %name, "channel deleted");
+        self.env
             .events
             .send(super::events::MetaEvent::ChannelDeleted {
                 topic: self.name.clone(),
                 channel: name.to_owned(),
             });
         self.retain();
+        let io = &self.env.io;
+        match (channel.take_park_log(), channel.park_dir()) {
+            (Some(log), _) => {
+                if let Err(e) = log.destroy().await {
+                    tracing::error!(topic = %self.name, channel = %name, "removing the park log: {e}");
+                }
+            }
+            (None, Some(dir)) => paths::remove_logged(io, dir).await,
+            (None, None) => {}
+        }
+        if let (false, Some(data)) = (channel.ephemeral, &self.env.cfg.data_path) {
+            let path = paths::channel_file(data, &self.name, name);
+            // Not while a save is under way, whose rename would bring a state file back (saves
+            // started from now on see `deleted` and stop).
+            let _no_save_under_way = channel.save_lock.lock().await;
+            paths::remove_logged(io, &super::channel::recent_path(&path)).await;
+            paths::remove_logged(io, &path).await;
+        }
         true
     }
 
     // ----- persistence, retention ------------------------------------------------------------
 
-    fn channel_path(&self, channel: &Channel) -> Option<PathBuf> {
+    fn channel_path(&self, channel: &Channel<I>) -> Option<PathBuf> {
         if channel.ephemeral || self.store.log().is_none() {
             return None;
         }
-        let data = self.cfg.data_path.as_ref()?;
+        let data = self.env.cfg.data_path.as_ref()?;
         Some(paths::channel_file(data, &self.name, &channel.name))
     }
 
     /// Saves a channel's state durably (nothing for ephemeral channels).
-    async fn save_channel(&self, channel: &Channel) -> Result<(), ringsq_storage::Error> {
+    async fn save_channel(&self, channel: &Channel<I>) -> Result<(), ringsq_storage::Error> {
         match self.channel_path(channel) {
             Some(path) => channel.save_durable(&path).await,
             None => Ok(()),
@@ -573,7 +590,7 @@ impl Topic {
     async fn save_and_retain(&self) {
         for channel in self.channels() {
             // Whatever would wait past the next sync point moves out of the topic's log first.
-            if let Err(e) = channel.park(self.cfg.sync_timeout).await {
+            if let Err(e) = channel.park(self.env.cfg.sync_timeout).await {
                 tracing::error!(topic = %self.name, channel = %channel.name, "parking messages: {e}");
             }
             if channel.dirty.get() && !channel.deleted.get() {
@@ -623,13 +640,13 @@ impl Topic {
 
     /// How far behind a channel is: messages from its oldest unfinished one to the end, and
     /// seconds since that one was published (as of the last sync point).
-    pub fn channel_lag(&self, c: &Channel) -> (u64, u64) {
+    pub fn channel_lag(&self, c: &Channel<I>) -> (u64, u64) {
         let end = self.store.end().seq;
         let lwm = c.low_water_mark_hint().seq.max(self.store.first().seq);
         if lwm >= end {
             return (0, 0);
         }
-        let now_ns = i64::try_from(now_ns()).unwrap_or(i64::MAX);
+        let now_ns = self.env.cfg.clock.now_timestamp_ns();
         let seconds = c.lag_since.get().map_or(0, |(_, ts)| {
             u64::try_from(now_ns.saturating_sub(ts) / 1_000_000_000).unwrap_or(0)
         });
@@ -651,8 +668,8 @@ impl Topic {
             Some(seq) => seq,
             None => self.backlog_start.get().seq,
         };
-        let written_before =
-            (!self.cfg.retention.is_zero()).then(|| SystemTime::now() - self.cfg.retention);
+        let retention = self.env.cfg.retention;
+        let written_before = (!retention.is_zero()).then(|| SystemTime::now() - retention);
         self.store.retain_from(floor, written_before);
     }
 

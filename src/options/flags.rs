@@ -293,6 +293,6 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         "[ringsq] keep a topic's messages at least this long after they are published, even once every channel has finished them (so a channel can be rewound: POST /channel/rewind); 0 = until every channel is past them"),
     row("max-topic-bytes", Setter::Int(|o, v| { o.max_topic_bytes = non_negative(v)?; Ok(()) }), Shown::Zero,
         "[ringsq] refuse publishes to a topic while its channels still need this many bytes of its log (0 = unbounded)"),
-    row("shards", Setter::Int(|o, v| { o.shards = in_range(v, 0, i64::from(crate::shard::SHARDS_MAX))?; Ok(()) }), Shown::Zero,
+    row("shards", Setter::Int(|o, v| { o.shards = in_range(v, 0, i64::from(super::SHARDS_MAX))?; Ok(()) }), Shown::Zero,
         "[ringsq] spread topics over this many threads, each with its own io_uring (0 = one per CPU this process may use; 1 = a single thread)"),
 ];

@@ -35,6 +35,9 @@ pub const VERSION: &str = concat!(
     " (nsqd 1.3.0 compatible)"
 );
 
+/// Most shards `--shards` accepts.
+pub const SHARDS_MAX: u16 = 1024;
+
 /// TLS protocol version numbers, as Go's `crypto/tls` and the wire use them.
 pub const TLS_VERSION_1_0: u16 = 0x0301;
 /// TLS 1.1.

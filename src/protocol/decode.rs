@@ -47,6 +47,19 @@ pub enum ClientState {
     Closing,
 }
 
+impl ClientState {
+    /// The number nsqd's `/stats` reports for the state (its `stateInit` 0, `stateSubscribed`
+    /// 3, `stateClosing` 4; its `stateDisconnected` 1 and `stateConnected` 2 are never seen
+    /// in `/stats`).
+    pub fn nsqd_number(self) -> i32 {
+        match self {
+            Self::Init => 0,
+            Self::Subscribed => 3,
+            Self::Closing => 4,
+        }
+    }
+}
+
 /// The connection facts a decode depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeContext<'a> {

@@ -8,6 +8,9 @@
 /// `bufio: buffer full` otherwise, and nsqd then closes the connection without an error frame.
 pub const LINE_LEN_MAX_BYTES: usize = 16 * 1024;
 
+/// nsqd's `ClientTimeout` (60 s, no flag): a new connection's heartbeat interval is half of it.
+pub const CLIENT_TIMEOUT_MS: u64 = 60 * 1000;
+
 /// Limits and per-client defaults taken from nsqd's flags (names as the flags, unit last).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -56,7 +59,7 @@ impl Default for Limits {
             max_deflate_level: 6,
             msg_timeout_ms: 60 * 1000,
             output_buffer_timeout_ms: 250,
-            client_timeout_ms: 60 * 1000,
+            client_timeout_ms: CLIENT_TIMEOUT_MS,
             line_len_max: LINE_LEN_MAX_BYTES,
         }
     }

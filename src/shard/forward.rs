@@ -1,13 +1,7 @@
-//! Publishing to a topic another shard owns: batches out, one answer per batch back.
+//! Publishing to a topic another shard owns, owner side: one answer per batch (the connection
+//! side, which builds the batches and waits for the answers, is `connection::forward`).
 //!
-//! Connection side ([`Outgoing`]): each PUB/MPUB/DPUB for a remote topic becomes one [`Item`]
-//! (all its bodies) in the batch for its owner, and one `Reply::Remote` in the connection's
-//! ordered reply queue that points at the batch's [`Answer`]. The connection sends its batches
-//! once it has run the commands of one read (or when a batch reaches [`BATCH_ITEMS_MAX`] or
-//! [`BATCH_BYTES_MAX`]), so a pipelining publisher costs one cross-thread wake per read, not
-//! per message. The writer task sends each `OK` (or error frame) when the answer is in.
-//!
-//! Owner side ([`accept`]): a batch is published item by item, in order, as the inbox runs it
+//! [`accept`]: a batch is published item by item, in order, as the inbox runs it
 //! (so one connection's publishes to a topic are stored in the order it sent them); an item
 //! refused at once (`--max-topic-bytes`) ends the batch, as a refused publish ends nsqd's
 //! connection (publishes the connection sent to other shards meanwhile may have been stored,
@@ -19,203 +13,12 @@
 //! local publish.
 
 use super::{Link, Shard};
-use crate::broker::topic::{Ack, PublishError, Topic};
-use bytes::Bytes;
-use ringsq_storage::{Log, Ticket, UringIo};
+use crate::broker::topic::{Ack, AckWait, Topic};
+use crate::connection::forward::{Failure, Item, Outcome};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::Poll;
-use std::time::Duration;
 use tokio::sync::oneshot;
-
-/// Most publish commands in one batch.
-pub const BATCH_ITEMS_MAX: usize = 256;
-/// A batch is sent once its bodies reach this many bytes.
-pub const BATCH_BYTES_MAX: usize = 256 * 1024;
-
-/// One publish command for the owner: every body of one PUB, MPUB or DPUB.
-#[derive(Debug)]
-pub struct Item {
-    pub topic: String,
-    pub bodies: Vec<Bytes>,
-    pub defer: Option<Duration>,
-}
-
-impl Item {
-    pub fn bytes(&self) -> usize {
-        self.bodies.iter().map(Bytes::len).sum()
-    }
-}
-
-/// Why the owner did not store an item (the text after `<command> failed `).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// `--max-topic-bytes` refused it (HTTP 507 rather than 503).
-    pub full: bool,
-    pub message: String,
-}
-
-impl Failure {
-    fn of(e: &dyn std::fmt::Display) -> Self {
-        Self {
-            full: false,
-            message: e.to_string(),
-        }
-    }
-
-    /// The owner is stopping (or gone): nsqd's text for a publish refused at exit.
-    pub fn exiting() -> Self {
-        Self::of(&crate::broker::BrokerError::Exiting)
-    }
-}
-
-/// What became of one item.
-pub type Outcome = Result<(), Failure>;
-
-// ----- connection side -------------------------------------------------------------------------
-
-/// The owner's answer to one batch, as the connection's writer waits for it.
-#[derive(Debug)]
-pub struct Answer {
-    rx: RefCell<Option<oneshot::Receiver<Vec<Outcome>>>>,
-    /// Once in: one outcome per item (empty if the owner went away: every item failed).
-    outcomes: RefCell<Option<Vec<Outcome>>>,
-}
-
-impl Answer {
-    fn new(rx: oneshot::Receiver<Vec<Outcome>>) -> Self {
-        Self {
-            rx: RefCell::new(Some(rx)),
-            outcomes: RefCell::new(None),
-        }
-    }
-
-    /// Item `index`'s outcome, if the answer is in.
-    pub fn outcome(&self, index: usize) -> Option<Outcome> {
-        let taken = {
-            let mut rx = self.rx.borrow_mut();
-            match rx.as_mut().map(oneshot::Receiver::try_recv) {
-                Some(Err(oneshot::error::TryRecvError::Empty)) => return None,
-                Some(done) => {
-                    *rx = None;
-                    Some(done.unwrap_or_default())
-                }
-                None => None,
-            }
-        };
-        if let Some(outcomes) = taken {
-            *self.outcomes.borrow_mut() = Some(outcomes);
-        }
-        let outcomes = self.outcomes.borrow();
-        let all = outcomes.as_ref()?;
-        Some(
-            all.get(index)
-                .cloned()
-                .unwrap_or_else(|| Err(Failure::exiting())),
-        )
-    }
-
-    /// Resolves once the answer is in (no borrow is held while waiting).
-    pub async fn ready(&self) {
-        std::future::poll_fn(|cx| {
-            let mut rx = self.rx.borrow_mut();
-            let Some(pending) = rx.as_mut() else {
-                return Poll::Ready(());
-            };
-            match Pin::new(pending).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(done) => {
-                    *rx = None;
-                    *self.outcomes.borrow_mut() = Some(done.unwrap_or_default());
-                    Poll::Ready(())
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// A batch being built for one shard.
-#[derive(Debug)]
-struct Batch {
-    items: Vec<Item>,
-    bytes: usize,
-    answer: Rc<Answer>,
-    tx: oneshot::Sender<Vec<Outcome>>,
-}
-
-/// One connection's batches, one per target shard.
-#[derive(Debug)]
-pub struct Outgoing {
-    batches: Vec<Option<Batch>>,
-    waiting: usize,
-}
-
-impl Outgoing {
-    pub fn new(shards: usize) -> Self {
-        Self {
-            batches: (0..shards).map(|_| None).collect(),
-            waiting: 0,
-        }
-    }
-
-    /// Adds `item` to `shard`'s batch: the answer it will be in, at which index, and whether
-    /// the batch is now full (send it).
-    pub fn push(&mut self, shard: usize, item: Item) -> (Rc<Answer>, usize, bool) {
-        let Some(slot) = self.batches.get_mut(shard) else {
-            // Not a shard: answered at once as a failure (cannot happen: owner() < count).
-            let (tx, rx) = oneshot::channel();
-            drop(tx);
-            return (Rc::new(Answer::new(rx)), 0, false);
-        };
-        let batch = slot.get_or_insert_with(|| {
-            let (tx, rx) = oneshot::channel();
-            Batch {
-                items: Vec::new(),
-                bytes: 0,
-                answer: Rc::new(Answer::new(rx)),
-                tx,
-            }
-        });
-        batch.bytes += item.bytes();
-        batch.items.push(item);
-        self.waiting += 1;
-        let full = batch.items.len() >= BATCH_ITEMS_MAX || batch.bytes >= BATCH_BYTES_MAX;
-        (Rc::clone(&batch.answer), batch.items.len() - 1, full)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.waiting == 0
-    }
-
-    /// Sends every batch (waiting while an owner's inbox is full).
-    pub async fn flush(&mut self, link: &Link) {
-        if self.is_empty() {
-            return;
-        }
-        for shard in 0..self.batches.len() {
-            self.flush_one(link, shard).await;
-        }
-    }
-
-    /// Sends `shard`'s batch, if any.
-    pub async fn flush_one(&mut self, link: &Link, shard: usize) {
-        let Some(batch) = self.batches.get_mut(shard).and_then(Option::take) else {
-            return;
-        };
-        self.waiting -= batch.items.len();
-        let Batch {
-            items, bytes, tx, ..
-        } = batch;
-        // A shard that is gone drops the job, and with it `tx`: every item reads "exiting".
-        let _gone = link
-            .send_bytes(shard, bytes, move |shard| accept(shard, items, tx))
-            .await;
-    }
-}
 
 /// Publishes one item on `shard` and waits for its outcome (HTTP `/pub`, `/mpub`).
 pub async fn publish(link: &Link, shard: usize, item: Item) -> Outcome {
@@ -225,22 +28,20 @@ pub async fn publish(link: &Link, shard: usize, item: Item) -> Outcome {
         .send_bytes(shard, bytes, move |shard| accept(shard, vec![item], tx))
         .await;
     if sent.is_err() {
-        return Err(Failure::exiting());
+        return Err(Failure::Exiting);
     }
     rx.await
         .ok()
         .and_then(|mut outcomes| outcomes.pop())
-        .unwrap_or_else(|| Err(Failure::exiting()))
+        .unwrap_or(Err(Failure::Exiting))
 }
-
-// ----- owner side ------------------------------------------------------------------------------
 
 /// Where one item stands on its owner.
 #[derive(Debug)]
 enum Step {
     Done(Outcome),
-    /// Stored; the ack waits for the log (written, or fsynced with `synced`).
-    Wait(Log<UringIo>, Ticket, bool),
+    /// Stored; the ack waits for the log.
+    Wait(AckWait),
     /// Its topic is being created: the step comes from the creating task.
     Later(oneshot::Receiver<Step>),
 }
@@ -273,7 +74,7 @@ pub fn accept(shard: &Rc<Shard>, items: Vec<Item>, reply: oneshot::Sender<Vec<Ou
         .into_iter()
         .map(|item| {
             if refused {
-                return Step::Done(Err(Failure::of(&"not run after an earlier failure")));
+                return Step::Done(Err(Failure::NotRun));
             }
             let step = step(shard, item);
             refused = matches!(step, Step::Done(Err(_)));
@@ -326,7 +127,7 @@ async fn create_then_publish(shard: Rc<Shard>, name: String) {
     for (item, tx) in waiting {
         let step = match &created {
             Ok(topic) => publish_now(topic, &item),
-            Err(e) => Step::Done(Err(Failure::of(e))),
+            Err(e) => Step::Done(Err(Failure::Failed(e.to_string()))),
         };
         let _gone = tx.send(step);
     }
@@ -335,15 +136,8 @@ async fn create_then_publish(shard: Rc<Shard>, name: String) {
 fn publish_now(topic: &Topic, item: &Item) -> Step {
     match topic.publish(&item.bodies, item.defer) {
         Ok(Ack::Now) => Step::Done(Ok(())),
-        Ok(Ack::Wait {
-            log,
-            ticket,
-            synced,
-        }) => Step::Wait(log, ticket, synced),
-        Err(e) => Step::Done(Err(Failure {
-            full: matches!(e, PublishError::Full { .. }),
-            message: e.to_string(),
-        })),
+        Ok(Ack::Wait(wait)) => Step::Wait(wait),
+        Err(e) => Step::Done(Err(Failure::from(&e))),
     }
 }
 
@@ -351,15 +145,15 @@ async fn resolve(mut step: Step) -> Outcome {
     loop {
         step = match step {
             Step::Done(outcome) => return outcome,
-            Step::Wait(log, ticket, synced) => {
-                return log
-                    .wait_ticket(ticket, synced)
+            Step::Wait(wait) => {
+                return wait
+                    .wait()
                     .await
-                    .map_err(|e| Failure::of(&e));
+                    .map_err(|e| Failure::Failed(e.to_string()));
             }
             Step::Later(rx) => rx
                 .await
-                .unwrap_or_else(|_| Step::Done(Err(Failure::exiting()))),
+                .unwrap_or_else(|_| Step::Done(Err(Failure::Exiting))),
         };
     }
 }
@@ -374,12 +168,17 @@ mod tests {
     //! stored. (An item that waits for its topic's creation and is then refused may follow
     //! later items of its batch that were stored: see `accept`.)
     use super::*;
+    use crate::app::config::Config;
+    use crate::app::fds::Budget;
     use crate::broker::events::Events;
     use crate::broker::message::MessageView;
-    use crate::fds::Admission;
+    use crate::connection::admission::Admission;
+    use crate::shard::runner::{self, Start};
     use crate::shard::Mesh;
-    use crate::tcp::Frontend;
+    use bytes::Bytes;
     use proptest::prelude::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     const TOPICS: usize = 4;
 
@@ -399,13 +198,20 @@ mod tests {
             max_topic_bytes,
             ..crate::options::Options::default()
         };
+        let config = Config::new(&options, 1, Budget::for_limit(Some(1024)));
         let (mesh, _inboxes) = Mesh::new(1);
-        let link = Link::new(0, mesh);
-        let broker = crate::broker::Broker::open(options, link, Events::default())
-            .await
-            .expect("open a broker");
-        let frontend = Frontend::new(Rc::clone(&broker), None, None, Admission::new("t", 1));
-        Shard::new(broker, Rc::new(frontend))
+        let start = Start {
+            index: 0,
+            broker: config.broker,
+            connection: config.connection,
+            mesh,
+            events: Events::default(),
+            tls: None,
+            auth: Arc::new(|| None),
+            admission: Admission::new("t", 1),
+            start_unix_s: 0,
+        };
+        runner::open(start).await.expect("open a broker")
     }
 
     async fn stored(shard: &Shard, topic: &str) -> Vec<Vec<u8>> {

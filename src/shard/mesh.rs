@@ -6,16 +6,15 @@
 //! - [`Link`] (one per thread): this shard's place and the mesh; [`Link::send`] queues a job on
 //!   another shard (waiting for room: back-pressure), [`Link::call`] runs a closure there and
 //!   awaits its answer.
-//! - [`Shard`] (one per thread, owned by it): what a job is run with — the shard's broker, its
-//!   protocol front end, and on shard 0 the node (control plane).
+//! - [`Shard`] (one per thread, owned by it): what a job is run with — the shard's broker and
+//!   its protocol front end.
 //! - [`serve_inbox`]: runs the jobs that arrive, in order, on the shard's thread. A job runs to
 //!   its end without waiting (one that has to wait spawns a task), so jobs from one sender take
 //!   effect in the order they were sent (a publisher's batches stay in order).
 
 use super::Place;
-use crate::broker::Broker;
-use crate::node::Node;
-use crate::tcp::Frontend;
+use crate::broker::{Broker, KnownChannels};
+use crate::connection::Frontend;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
@@ -181,9 +180,12 @@ impl Link {
 pub struct Shard {
     pub place: Place,
     pub broker: Rc<Broker>,
+    /// The way to the other shards.
+    pub link: Rc<Link>,
     pub frontend: Rc<Frontend>,
-    /// Shard 0: the node (HTTP addresses, nsqlookupd peers), once the listeners are bound.
-    pub node: RefCell<Option<Rc<Node>>>,
+    /// Shard 0: where new topics learn their channels (the nsqlookupd query), once the
+    /// control plane runs; the other shards' new topics ask it.
+    pub known_channels: RefCell<Option<Rc<dyn KnownChannels>>>,
     /// Topics being created for forwarded publishes, and what waits for each.
     pub(super) creating: super::forward::Creating,
     /// Set once the shard has closed: its inbox stops.
@@ -196,12 +198,13 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(broker: Rc<Broker>, frontend: Rc<Frontend>) -> Rc<Self> {
+    pub fn new(broker: Rc<Broker>, frontend: Rc<Frontend>, link: Rc<Link>) -> Rc<Self> {
         Rc::new(Self {
-            place: broker.link.place,
+            place: broker.place,
             broker,
+            link,
             frontend,
-            node: RefCell::new(None),
+            known_channels: RefCell::new(None),
             creating: super::forward::Creating::default(),
             finished: Cell::new(false),
             inbox_stop: Notify::new(),
@@ -210,8 +213,8 @@ impl Shard {
         })
     }
 
-    pub fn node(&self) -> Option<Rc<Node>> {
-        self.node.borrow().clone()
+    pub fn known_channels(&self) -> Option<Rc<dyn KnownChannels>> {
+        self.known_channels.borrow().clone()
     }
 
     /// The inbox stops after the job that calls this (the shard's thread then ends).
@@ -246,7 +249,7 @@ pub async fn serve_inbox(mut rx: mpsc::Receiver<Job>, shard: Rc<Shard>) {
             return;
         }
         if ran >= INBOX_JOBS_PER_TURN {
-            crate::tcp::transport::yield_to_ring().await;
+            crate::connection::transport::yield_to_ring().await;
         }
     }
 }

@@ -49,51 +49,30 @@
 //! before shards.
 
 pub mod forward;
-pub mod gather;
-pub mod handoff;
 mod mesh;
+mod peers;
 pub mod runner;
 
+pub use crate::broker::place::{owner, Place};
+pub use crate::options::SHARDS_MAX;
 pub use mesh::{Gone, Job, Link, Mesh, Shard};
 
-/// Most shards `--shards` accepts.
-pub const SHARDS_MAX: u16 = 1024;
+use crate::broker::admin::{OpError, TopicOp};
 
-/// The shard that owns topic `name` among `shards` (CRC-32 of the name's bytes, mod `shards`).
-pub fn owner(name: &str, shards: usize) -> usize {
-    if shards <= 1 {
-        return 0;
-    }
-    let hash = crc32fast::hash(name.as_bytes());
-    usize::try_from(hash).map_or(0, |h| h % shards)
-}
-
-/// Where a shard sits among the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Place {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Place {
-    /// The only shard (`--shards 1`, unit tests).
-    pub const SOLE: Self = Self { index: 0, count: 1 };
-
-    /// Whether this shard owns topic `name`.
-    pub fn owns(&self, name: &str) -> bool {
-        owner(name, self.count) == self.index
-    }
-
-    /// The shard that owns topic `name`, if it is not this one.
-    pub fn remote_owner(&self, name: &str) -> Option<usize> {
-        let o = owner(name, self.count);
-        (o != self.index).then_some(o)
-    }
-
-    /// Shard 0 holds the control plane.
-    pub fn is_first(&self) -> bool {
-        self.index == 0
-    }
+/// Runs `op` on topic `name` on the shard that owns it: here, or through a cross-shard call.
+pub async fn topic_op(shard: &Shard, name: &str, op: TopicOp) -> Result<(), OpError> {
+    let Some(owner) = shard.place.remote_owner(name) else {
+        return shard.broker.topic_op(name, op).await;
+    };
+    let name = name.to_owned();
+    shard
+        .link
+        .call(
+            owner,
+            move |s| async move { s.broker.topic_op(&name, op).await },
+        )
+        .await
+        .unwrap_or_else(|gone| Err(OpError::Internal(gone.to_string())))
 }
 
 /// The number of shards to run: `--shards`, or (0) the CPUs this process may use.

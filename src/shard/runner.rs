@@ -14,12 +14,14 @@
 
 use super::mesh::serve_inbox;
 use super::{Job, Link, Mesh, Shard};
-use crate::auth::AuthServers;
 use crate::broker::events::Events;
-use crate::broker::{Broker, BrokerError, KnownChannels};
-use crate::fds::Admission;
-use crate::options::Options;
-use crate::tcp::Frontend;
+use crate::broker::{Broker, BrokerConfig, BrokerError, KnownChannels};
+use crate::connection::admission::Admission;
+use crate::connection::auth::AuthServer;
+use crate::connection::{accept, ConnConfig, Frontend};
+use ringsq_storage::UringIo;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -31,19 +33,32 @@ use tokio::sync::{mpsc, oneshot};
 /// How long a clean stop waits for a shard's connections to flush before it goes on regardless.
 pub const SHUTDOWN_CLIENT_WAIT: Duration = Duration::from_secs(5);
 
+/// Builds a shard's auth servers on its own thread (they hold thread-local state).
+pub type AuthFactory = Arc<dyn Fn() -> Option<Rc<dyn AuthServer>> + Send + Sync>;
+
 /// What a shard needs to open (sendable: built on the main thread).
-#[derive(Debug)]
 pub struct Start {
     pub index: usize,
-    pub options: Options,
+    pub broker: BrokerConfig,
+    pub connection: ConnConfig,
     pub mesh: Arc<Mesh>,
     pub events: Events,
     /// The certificate IDENTIFY `tls_v1` upgrades with.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The auth servers' TLS client (`None`: no `--auth-http-address`).
-    pub auth_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The `--auth-http-address` servers (`None` gives none: AUTH is disabled).
+    pub auth: AuthFactory,
     /// The protocol connections' share of the descriptor budget (one for every shard).
     pub admission: Arc<Admission>,
+    /// When the process started (Unix seconds).
+    pub start_unix_s: u64,
+}
+
+impl std::fmt::Debug for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Start")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs `main` as shard 0, on this thread's tokio-uring runtime.
@@ -86,7 +101,7 @@ pub fn spawn(
                     Ok(shard) => {
                         start_loops(&shard);
                         shard.broker.set_known_channels(Rc::new(AskShardZero {
-                            link: Rc::clone(&shard.broker.link),
+                            link: Rc::clone(&shard.link),
                         }));
                         let _shard_0_gone = ready.send(Ok(()));
                         serve_inbox(inbox, shard).await;
@@ -107,24 +122,28 @@ pub fn spawn(
 pub async fn open(start: Start) -> Result<Rc<Shard>, BrokerError> {
     let Start {
         index,
-        options,
+        broker,
+        connection,
         mesh,
         events,
         tls,
-        auth_tls,
+        auth,
         admission,
+        start_unix_s,
     } = start;
-    let auth = auth_tls.map(|client| {
-        Rc::new(AuthServers::new(
-            options.auth_http_addresses.clone(),
-            options.http_client_connect_timeout,
-            options.http_client_request_timeout,
-            client,
-        ))
+    let link = Rc::new(Link::new(index, mesh));
+    let broker = Broker::open(broker, UringIo, link.place, events).await?;
+    let frontend = Rc::new(Frontend {
+        broker: Rc::clone(&broker),
+        config: Rc::new(connection),
+        tls,
+        auth: auth(),
+        admission,
+        peers: Rc::clone(&link) as _,
+        clients: RefCell::new(HashMap::new()),
+        start_unix_s,
     });
-    let broker = Broker::open(options, Link::new(index, mesh), events).await?;
-    let frontend = Rc::new(Frontend::new(Rc::clone(&broker), tls, auth, admission));
-    Ok(Shard::new(broker, frontend))
+    Ok(Shard::new(broker, frontend, link))
 }
 
 /// The shard's inbox and its periodic loops (channel states saved, retention).
@@ -141,18 +160,18 @@ pub fn serve_first_inbox(inbox: mpsc::Receiver<Job>, shard: &Rc<Shard>) {
 /// Binds this shard's protocol listener on `addr` (shard 0's address: `SO_REUSEPORT`) and
 /// serves it until the stop.
 pub fn listen(shard: &Rc<Shard>, addr: SocketAddr) -> Result<(), String> {
-    let listener = crate::tcp::Listener::bind_tcp(addr).map_err(|e| e.to_string())?;
+    let listener = accept::Listener::bind_tcp(addr).map_err(|e| e.to_string())?;
     serve_protocol(shard, listener);
     Ok(())
 }
 
 /// Serves `listener` on this shard until its first stop phase.
-pub fn serve_protocol(shard: &Rc<Shard>, listener: crate::tcp::Listener) {
+pub fn serve_protocol(shard: &Rc<Shard>, listener: accept::Listener) {
     let frontend = Rc::clone(&shard.frontend);
     let admission = Arc::clone(&frontend.admission);
     let stop = Rc::clone(&shard.stop_accepting);
     tokio::task::spawn_local(async move {
-        crate::tcp::serve(listener, frontend, admission, async move {
+        accept::serve(listener, frontend, admission, async move {
             stop.notified().await;
         })
         .await;
@@ -162,16 +181,15 @@ pub fn serve_protocol(shard: &Rc<Shard>, listener: crate::tcp::Listener) {
 /// The stop's first phase on one shard: no new connections, every connection closed (after
 /// flushing, at most [`SHUTDOWN_CLIENT_WAIT`]).
 pub async fn stop_clients(shard: Rc<Shard>) {
-    let broker = &shard.broker;
-    broker.exiting.set(true);
+    shard.broker.exiting.set(true);
     shard.stop_accepting.notify_one();
-    let clients: Vec<_> = broker.clients.borrow().values().cloned().collect();
-    for c in &clients {
+    let frontend = &shard.frontend;
+    for c in frontend.clients() {
         c.closed.set(true);
         c.wake.notify_one();
     }
     let deadline = tokio::time::Instant::now() + SHUTDOWN_CLIENT_WAIT;
-    while !broker.clients.borrow().is_empty() && tokio::time::Instant::now() < deadline {
+    while !frontend.clients.borrow().is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -207,8 +225,8 @@ impl KnownChannels for AskShardZero {
         Box::pin(async move {
             self.link
                 .call(0, move |s| async move {
-                    match s.node() {
-                        Some(node) => node.lookupd_http.channels_of(&topic).await,
+                    match s.known_channels() {
+                        Some(source) => source.channels_of(&topic).await,
                         None => Vec::new(),
                     }
                 })

@@ -8,12 +8,12 @@
 
 use super::{Channel, Pending, Source, READ_AHEAD_BYTES_MAX, READ_AHEAD_RECORDS_MAX};
 use super::{REREAD_BYTES_MAX, REREAD_RECORDS_MAX};
-use crate::broker::guid::now_ns;
 use crate::broker::message::MessageView;
-use ringsq_storage::{Error, Position, Record};
+use ringsq_storage::{Error, Io, Position, Record};
 use std::cmp::Reverse;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// What a turn of the dispatcher ended on.
 enum Pumped {
@@ -38,7 +38,7 @@ fn is_permanent(e: &Error) -> bool {
     )
 }
 
-impl Channel {
+impl<I: Io> Channel<I> {
     pub(super) async fn dispatch_loop(self: Rc<Self>) {
         loop {
             if self.deleted.get() {
@@ -109,12 +109,10 @@ impl Channel {
         if to.seq < self.lwm_hint.get().seq {
             self.lwm_hint.set(to);
         }
-        let consumers = st.consumers.clone();
         drop(st);
         for id in clients {
-            if let Some(c) = consumers.iter().find(|c| c.id == id) {
-                c.in_flight.set(c.in_flight.get().saturating_sub(1));
-                c.wake.notify_one();
+            if let Some(c) = self.consumer(id) {
+                c.release();
             }
         }
         if gone > 0 {
@@ -259,7 +257,7 @@ impl Channel {
             attempts: 0,
         };
         if msg.deliver_at_ns != 0 {
-            let wall_ns = now_ns();
+            let wall_ns = self.cfg.clock.now_ns();
             if msg.deliver_at_ns > wall_ns {
                 let due = now + Duration::from_nanos(msg.deliver_at_ns - wall_ns);
                 self.state.borrow_mut().defer(p, due, msg.deliver_at_ns);
@@ -342,11 +340,7 @@ impl Channel {
     }
 
     fn any_consumer_ready(&self) -> bool {
-        self.state
-            .borrow()
-            .consumers
-            .iter()
-            .any(|c| c.is_ready_for_messages())
+        self.state.borrow().consumers.iter().any(|c| c.is_ready())
     }
 
     /// Gives the message to the next ready consumer (round robin), or requeues it if none is.
@@ -355,17 +349,14 @@ impl Channel {
         let n = st.consumers.len();
         let picked = (0..n)
             .map(|i| (st.next_consumer + i) % n)
-            .find(|&i| st.consumers[i].is_ready_for_messages());
+            .find(|&i| st.consumers[i].is_ready());
         let Some(i) = picked else {
             st.requeue_front(p);
             return;
         };
         st.next_consumer = (i + 1) % n;
         let client = Rc::clone(&st.consumers[i]);
-        let (sample_rate, msg_timeout) = {
-            let s = client.settings.borrow();
-            (s.sample_rate, s.msg_timeout)
-        };
+        let (sample_rate, msg_timeout) = (client.sample_rate(), client.msg_timeout());
         if sample_rate > 0 && rand::random::<u8>() % 100 > sample_rate {
             // nsqd drops a message a sampling client skips: it is finished for the channel.
             return;
@@ -378,7 +369,7 @@ impl Channel {
             super::InFlight {
                 pending: p,
                 timestamp_ns: msg.timestamp_ns,
-                client_id: client.id,
+                client_id: client.id(),
                 deadline,
                 delivered_at: now,
             },
@@ -388,13 +379,11 @@ impl Channel {
         if let Some(old) = replaced {
             // Two records with one id (a Go import, or a parked copy): the older delivery's
             // client can no longer FIN it; it counts as finished for that client.
-            if let Some(c) = self.consumers().iter().find(|c| c.id == old.client_id) {
-                c.in_flight.set(c.in_flight.get().saturating_sub(1));
+            if let Some(c) = self.consumer(old.client_id) {
+                c.release();
             }
         }
-        client.in_flight.set(client.in_flight.get() + 1);
-        client.message_count.set(client.message_count.get() + 1);
-        client.send_message(msg.timestamp_ns, p.attempts, &msg.id, msg.body);
+        client.deliver(msg.timestamp_ns, p.attempts, &msg.id, msg.body);
         self.timer_wanted(deadline);
     }
 }

@@ -36,18 +36,19 @@ pub use persist::{
     CHANNEL_SNAPSHOT_VERSION,
 };
 
-use super::client::Client;
+use super::consumer::Consumer;
 use super::store::{Store, Visible};
 use crate::protocol::MessageId;
-use ringsq_storage::{Log, LogConfig, Position, Record, UringIo};
+use ringsq_storage::{Io, Log, LogConfig, Position, Record, UringIo};
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Most bytes of records a channel reads ahead of its consumers (one read of the log).
 pub const READ_AHEAD_BYTES_MAX: usize = 256 * 1024;
@@ -73,6 +74,7 @@ pub struct ChannelConfig {
     pub e2e: super::e2e::E2eConfig,
     /// How far consumers may read (the ack policy).
     pub visible: Visible,
+    pub clock: super::Clock,
 }
 
 /// Which log holds an outstanding message's record: the topic's, or the channel's park log
@@ -135,7 +137,7 @@ struct State {
     in_flight_deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
     /// Records read again for requeued messages, kept for their neighbours.
     reread: VecDeque<Record>,
-    consumers: Vec<Rc<Client>>,
+    consumers: Vec<Rc<dyn Consumer>>,
     next_consumer: usize,
     /// Bumped when the channel is emptied: a read that started before must not deliver.
     epoch: u64,
@@ -170,12 +172,21 @@ impl std::fmt::Display for InFlightError {
     }
 }
 
+/// `--max-channel-consumers` is reached (nsqd's `E_SUB_FAILED SUB failed <this>`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("consumers for {topic}:{channel} exceeds limit of {max}")]
+pub struct TooManyConsumers {
+    pub topic: String,
+    pub channel: String,
+    pub max: u64,
+}
+
 #[derive(Debug)]
-pub struct Channel {
+pub struct Channel<I: Io = UringIo> {
     pub name: String,
     pub topic_name: String,
     pub ephemeral: bool,
-    store: Rc<Store>,
+    store: Rc<Store<I>>,
     topic_paused: Rc<Cell<bool>>,
     topic_pause_at: Rc<Cell<u64>>,
     pub paused: Cell<bool>,
@@ -188,7 +199,8 @@ pub struct Channel {
     wake_timer: Notify,
     /// Where this channel's park log lives (`None` for ephemeral channels), and the log once opened.
     park_dir: Option<PathBuf>,
-    park: RefCell<Option<Log<UringIo>>>,
+    park: RefCell<Option<Log<I>>>,
+    io: I,
     /// Set when the state changed since the last durable save.
     pub dirty: Cell<bool>,
     /// Set when the state changed since the last save of either kind (see `persist.rs`).
@@ -213,21 +225,22 @@ pub struct Channel {
 
 /// What a channel shares with its topic.
 #[derive(Debug)]
-pub struct TopicLink {
+pub struct TopicLink<I: Io = UringIo> {
     pub name: String,
-    pub store: Rc<Store>,
+    pub store: Rc<Store<I>>,
     pub paused: Rc<Cell<bool>>,
     /// The topic's log end when it was paused.
     pub pause_at: Rc<Cell<u64>>,
 }
 
-impl Channel {
+impl<I: Io> Channel<I> {
     pub fn new(
         name: String,
-        topic: TopicLink,
+        topic: TopicLink<I>,
         cfg: Rc<ChannelConfig>,
         start: Position,
         park_dir: Option<PathBuf>,
+        io: I,
     ) -> Rc<Self> {
         let TopicLink {
             name: topic_name,
@@ -236,7 +249,7 @@ impl Channel {
             pause_at: topic_pause_at,
         } = topic;
         let ephemeral = crate::protocol::is_ephemeral(&name);
-        let e2e = super::e2e::E2eLatency::new(&cfg.e2e);
+        let e2e = super::e2e::E2eLatency::new(&cfg.e2e, cfg.clock);
         let park_dir = park_dir.filter(|_| !ephemeral);
         let rollback_gen = store.rollback_gen();
         Rc::new(Self {
@@ -259,6 +272,7 @@ impl Channel {
             wake_timer: Notify::new(),
             park_dir,
             park: RefCell::new(None),
+            io,
             dirty: Cell::new(true),
             dirty_recent: Cell::new(true),
             generation: Cell::new(0),
@@ -296,16 +310,17 @@ impl Channel {
 
     // ----- consumers -------------------------------------------------------------------------
 
-    pub fn add_consumer(&self, client: Rc<Client>) -> Result<(), String> {
+    pub fn add_consumer(&self, consumer: Rc<dyn Consumer>) -> Result<(), TooManyConsumers> {
         let mut st = self.state.borrow_mut();
         let max = self.cfg.max_channel_consumers;
         if max != 0 && st.consumers.len() as u64 >= max {
-            return Err(format!(
-                "consumers for {}:{} exceeds limit of {max}",
-                self.topic_name, self.name
-            ));
+            return Err(TooManyConsumers {
+                topic: self.topic_name.clone(),
+                channel: self.name.clone(),
+                max,
+            });
         }
-        st.consumers.push(client);
+        st.consumers.push(consumer);
         drop(st);
         self.wake();
         Ok(())
@@ -314,7 +329,7 @@ impl Channel {
     /// Removes a consumer and requeues everything it had in flight. Returns how many remain.
     pub fn remove_consumer(&self, client_id: u64) -> usize {
         let mut st = self.state.borrow_mut();
-        st.consumers.retain(|c| c.id != client_id);
+        st.consumers.retain(|c| c.id() != client_id);
         let mut owned: Vec<MessageId> = st
             .in_flight
             .iter()
@@ -339,16 +354,31 @@ impl Channel {
         left
     }
 
-    pub fn consumers(&self) -> Vec<Rc<Client>> {
+    pub fn consumers(&self) -> Vec<Rc<dyn Consumer>> {
         self.state.borrow().consumers.clone()
+    }
+
+    /// The ids of its consumers, in the order they subscribed.
+    pub fn consumer_ids(&self) -> Vec<u64> {
+        self.state
+            .borrow()
+            .consumers
+            .iter()
+            .map(|c| c.id())
+            .collect()
+    }
+
+    /// The consumer with this id, if it consumes this channel.
+    fn consumer(&self, id: u64) -> Option<Rc<dyn Consumer>> {
+        let st = self.state.borrow();
+        st.consumers.iter().find(|c| c.id() == id).cloned()
     }
 
     // ----- FIN / REQ / TOUCH -----------------------------------------------------------------
 
-    pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
+    pub fn finish(&self, client: &dyn Consumer, id: &MessageId) -> Result<(), InFlightError> {
         let f = self.take_in_flight(client, id)?;
         self.e2e.record(f.timestamp_ns);
-        client.finish_count.set(client.finish_count.get() + 1);
         self.mark_dirty();
         Ok(())
     }
@@ -356,12 +386,11 @@ impl Channel {
     /// REQ: `delay` already clamped to `--max-req-timeout` by the caller.
     pub fn requeue(
         &self,
-        client: &Client,
+        client: &dyn Consumer,
         id: &MessageId,
         delay: Duration,
     ) -> Result<(), InFlightError> {
         let f = self.take_in_flight(client, id)?;
-        client.requeue_count.set(client.requeue_count.get() + 1);
         self.counters
             .requeue_count
             .set(self.counters.requeue_count.get() + 1);
@@ -370,7 +399,10 @@ impl Channel {
             st.requeue_now(f.pending);
         } else {
             let due = Instant::now() + delay;
-            let due_ns = super::guid::now_ns()
+            let due_ns = self
+                .cfg
+                .clock
+                .now_ns()
                 .saturating_add(u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX));
             st.defer(f.pending, due, due_ns);
             drop(st);
@@ -384,13 +416,13 @@ impl Channel {
     /// TOUCH: a new deadline of now + the client's msg timeout, capped at delivery + max.
     pub fn touch(
         &self,
-        client: &Client,
+        client: &dyn Consumer,
         id: &MessageId,
         msg_timeout: Duration,
     ) -> Result<(), InFlightError> {
         let mut st = self.state.borrow_mut();
         let f = st.in_flight.get_mut(id).ok_or(InFlightError::NotInFlight)?;
-        if f.client_id != client.id {
+        if f.client_id != client.id() {
             return Err(InFlightError::NotOwner);
         }
         let cap = f.delivered_at + self.cfg.max_msg_timeout;
@@ -403,20 +435,19 @@ impl Channel {
 
     /// Removes an in-flight message of `client`. A client that was at its RDY limit can take
     /// more now: the dispatcher and the client's writer are woken then, and only then.
-    fn take_in_flight(&self, client: &Client, id: &MessageId) -> Result<InFlight, InFlightError> {
+    fn take_in_flight(
+        &self,
+        client: &dyn Consumer,
+        id: &MessageId,
+    ) -> Result<InFlight, InFlightError> {
         let mut st = self.state.borrow_mut();
         let f = st.in_flight.remove(id).ok_or(InFlightError::NotInFlight)?;
-        if f.client_id != client.id {
+        if f.client_id != client.id() {
             st.in_flight.insert(*id, f);
             return Err(InFlightError::NotOwner);
         }
         drop(st);
-        let was_full = !client.is_ready_for_messages();
-        client
-            .in_flight
-            .set(client.in_flight.get().saturating_sub(1));
-        if was_full && client.is_ready_for_messages() {
-            client.wake.notify_one();
+        if client.release() {
             self.wake();
         }
         Ok(f)
@@ -444,8 +475,7 @@ impl Channel {
         let consumers = st.consumers.clone();
         drop(st);
         for c in consumers {
-            c.in_flight.set(0);
-            c.wake.notify_one();
+            c.release_all();
         }
         self.mark_dirty();
         self.wake();
@@ -542,7 +572,7 @@ impl Channel {
     /// A DPUB'd message was just appended at `pos`: it is deferred for this channel at once (as
     /// nsqd puts it in every channel's deferred queue), and the cursor will pass over its record.
     pub fn take_deferred_ahead(&self, pos: Position, deliver_at_ns: u64) {
-        let now_ns = super::guid::now_ns();
+        let now_ns = self.cfg.clock.now_ns();
         let due = Instant::now() + Duration::from_nanos(deliver_at_ns.saturating_sub(now_ns));
         let p = Pending {
             source: Source::Topic,

@@ -5,9 +5,8 @@
 //! only what some outstanding message still refers to.
 
 use super::{Channel, Key, Source, State};
-use crate::broker::guid::now_ns;
 use crate::broker::message::StoredMessage;
-use ringsq_storage::{Log, LogConfig, Position, UringIo};
+use ringsq_storage::{Io, Log, LogConfig, Position};
 use std::cmp::Reverse;
 use std::time::Duration;
 
@@ -18,9 +17,9 @@ const PARK_SEGMENT_BYTES_MAX: u64 = 8 << 20;
 /// Parked messages are read again one at a time; the park log needs only a small read cache.
 const PARK_CACHE_BYTES_MAX: usize = 1 << 20;
 
-impl Channel {
+impl<I: Io> Channel<I> {
     /// The channel's park log, opened on first use.
-    pub(super) async fn park_log(&self) -> Option<Log<UringIo>> {
+    pub(super) async fn park_log(&self) -> Option<Log<I>> {
         if let Some(log) = self.park.borrow().clone() {
             return Some(log);
         }
@@ -30,7 +29,7 @@ impl Channel {
             cache_bytes_max: PARK_CACHE_BYTES_MAX,
             ..self.cfg.park_log.clone()
         };
-        match Log::open(UringIo, &dir, config).await {
+        match Log::open(self.io.clone(), &dir, config).await {
             Ok((log, report)) => {
                 tracing::info!(topic = %self.topic_name, channel = %self.name, "park log: {report}");
                 // Opened meanwhile by another task: keep the first.
@@ -52,8 +51,11 @@ impl Channel {
         if self.park_dir.is_none() {
             return Ok(());
         }
-        let beyond_ns =
-            now_ns().saturating_add(u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX));
+        let beyond_ns = self
+            .cfg
+            .clock
+            .now_ns()
+            .saturating_add(u64::try_from(horizon.as_nanos()).unwrap_or(u64::MAX));
         let picked = self.state.borrow().to_park(beyond_ns);
         let log = if picked.is_empty() {
             self.park.borrow().clone()
@@ -116,7 +118,7 @@ impl Channel {
     }
 
     /// The park log, for the owner to close or destroy with the channel.
-    pub fn take_park_log(&self) -> Option<Log<UringIo>> {
+    pub fn take_park_log(&self) -> Option<Log<I>> {
         self.park.borrow_mut().take()
     }
 

@@ -39,11 +39,11 @@
 //! ringsq) are still read.
 
 use super::{Channel, Pending, Source, State};
-use crate::broker::guid::now_ns;
-use ringsq_storage::Position;
+use ringsq_storage::{Io, Position};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub const CHANNEL_SNAPSHOT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"RINGSQCH";
@@ -276,15 +276,14 @@ pub struct Saved {
 impl Saved {
     /// Reads `<path>` and `<path>.recent`. A missing or unreadable file is `None` (said in the
     /// log); only an IO error other than "not found" fails.
-    pub async fn read(path: &Path) -> Result<Self, ringsq_storage::Error> {
-        let io = ringsq_storage::UringIo;
+    pub async fn read<I: Io>(io: &I, path: &Path) -> Result<Self, ringsq_storage::Error> {
         let recent_path = recent_path(path);
         let mut saved = Saved::default();
         for (file, slot) in [
             (path, &mut saved.durable),
             (&recent_path, &mut saved.recent),
         ] {
-            if let Some(bytes) = ringsq_storage::read_small_file(&io, file).await? {
+            if let Some(bytes) = ringsq_storage::read_small_file(io, file).await? {
                 *slot = ChannelSnapshot::decode(&bytes);
                 if slot.is_none() {
                     tracing::warn!("channel state {} is unreadable: ignored", file.display());
@@ -320,7 +319,7 @@ pub fn recent_path(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-impl Channel {
+impl<I: Io> Channel<I> {
     /// The state to save: everything as it is now. A cursor past the log's synced end is fine
     /// (see the module docs: restore resumes at the log's end).
     pub fn snapshot(&self) -> ChannelSnapshot {
@@ -359,8 +358,7 @@ impl Channel {
         self.dirty.set(false);
         self.dirty_recent.set(false);
         let snap = self.snapshot();
-        let result =
-            ringsq_storage::atomic_write(&ringsq_storage::UringIo, path, &snap.encode()).await;
+        let result = ringsq_storage::atomic_write(&self.io, path, &snap.encode()).await;
         match &result {
             Ok(()) => self.persisted_lwm.set(Some(snap.low_water_mark())),
             Err(_) => self.mark_dirty(),
@@ -387,9 +385,7 @@ impl Channel {
             Duration::from_nanos(len.saturating_mul(1_000_000_000) / RECENT_SAVE_BYTES_PER_S);
         self.recent_due
             .set(Some(now + pace.max(RECENT_SAVE_INTERVAL_MIN)));
-        let result =
-            ringsq_storage::replace_unsynced(&ringsq_storage::UringIo, &recent_path(path), &bytes)
-                .await;
+        let result = ringsq_storage::replace_unsynced(&self.io, &recent_path(path), &bytes).await;
         if result.is_err() {
             self.dirty_recent.set(true);
         }
@@ -433,7 +429,7 @@ impl Channel {
             .map(|(seq, to)| (seq, if to.seq > end.seq { end } else { to }))
             .collect();
         st.skip.make_contiguous().sort_by_key(|&(seq, _)| seq);
-        let lost = restore_outstanding(&mut st, snap, first, end, cursor);
+        let lost = restore_outstanding(&mut st, snap, first, end, cursor, self.cfg.clock.now_ns());
         drop(st);
         if lost > 0 {
             tracing::warn!(topic = %self.topic_name, channel = %self.name,
@@ -454,8 +450,8 @@ fn restore_outstanding(
     first: Position,
     end: Position,
     cursor: Position,
+    now_ns: u64,
 ) -> usize {
-    let now_ns = now_ns();
     let now = Instant::now();
     let mut lost = 0;
     for o in &snap.outstanding {

@@ -3,11 +3,12 @@
 //! deadline wakes it only when it is earlier than the one it sleeps for.
 
 use super::Channel;
+use ringsq_storage::Io;
 use std::cmp::Reverse;
 use std::rc::Rc;
-use std::time::Instant;
+use tokio::time::Instant;
 
-impl Channel {
+impl<I: Io> Channel<I> {
     pub(super) async fn timer_loop(self: Rc<Self>) {
         loop {
             if self.deleted.get() {
@@ -18,7 +19,7 @@ impl Channel {
             match next {
                 Some(at) => {
                     tokio::select! {
-                        () = tokio::time::sleep_until(at.into()) => {}
+                        () = tokio::time::sleep_until(at) => {}
                         () = self.wake_timer.notified() => {}
                     }
                 }
@@ -75,12 +76,10 @@ impl Channel {
         .into_iter()
         .flatten()
         .min();
-        let consumers = st.consumers.clone();
         drop(st);
         for client_id in &timed_out {
-            if let Some(c) = consumers.iter().find(|c| c.id == *client_id) {
-                c.in_flight.set(c.in_flight.get().saturating_sub(1));
-                c.wake.notify_one();
+            if let Some(c) = self.consumer(*client_id) {
+                c.release();
             }
         }
         if !timed_out.is_empty() {

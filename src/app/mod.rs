@@ -1,0 +1,19 @@
+//! The application: the process around the shards. Starting and stopping ([`server`]), the
+//! configuration built once from the options ([`config`]), the listeners ([`listen`]), nsqd's
+//! HTTP API ([`http`]), the loops that talk to nsqlookupd and statsd ([`loops`]), `nsqd.dat`
+//! ([`metadata`]), the `/stats` model ([`stats`]) and what shard 0 gathers from every shard
+//! ([`gather`]), the file descriptor budget ([`fds`]), the TLS configuration ([`tls`]) and the
+//! auth servers' client ([`auth`]).
+
+pub mod auth;
+pub mod config;
+pub mod fds;
+pub mod gather;
+pub mod http;
+pub mod listen;
+pub mod loops;
+pub mod metadata;
+pub mod node;
+pub mod server;
+pub mod stats;
+pub mod tls;

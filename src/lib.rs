@@ -14,6 +14,7 @@ pub mod broker;
 pub mod fds;
 pub mod http;
 pub mod listen;
+pub mod log_json;
 pub mod loops;
 pub mod node;
 pub mod options;
@@ -23,5 +24,6 @@ pub mod shard;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+pub mod tools;
 
 pub use server::limits as options_limits;

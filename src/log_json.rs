@@ -184,6 +184,53 @@ mod tests {
         assert!(!text.contains('\n'));
     }
 
+    /// A writer into a shared buffer, for a subscriber under test.
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn events_and_span_fields_come_out_flat() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::registry().with(SpanFields).with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonLines)
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("conn", client = "10.0.0.1:5000", shard = 1_u64);
+            let _entered = span.enter();
+            tracing::warn!(topic = %"orders", channel = "c", seq = 7_u64, "CHANNEL({}): slow", "c");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["level"], "warn");
+        assert_eq!(line["message"], "CHANNEL(c): slow");
+        assert_eq!(
+            (&line["topic"], &line["channel"], &line["seq"]),
+            (&Value::from("orders"), &Value::from("c"), &Value::from(7))
+        );
+        assert_eq!(
+            (&line["client"], &line["shard"]),
+            (&Value::from("10.0.0.1:5000"), &Value::from(1))
+        );
+        assert!(
+            text.ends_with("}\n") && text.matches('\n').count() == 1,
+            "{text}"
+        );
+    }
+
     #[test]
     fn time_is_rfc_3339() {
         let t = now_rfc3339();

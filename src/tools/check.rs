@@ -381,16 +381,7 @@ fn check_channel(
     };
     let park_dir = paths::channel_park_dir(data, topic, channel);
     let park = if park_dir.is_dir() {
-        let mut not_messages = Vec::new();
-        let mut times = Times::default();
-        let summary = scan::walk_log(
-            &park_dir,
-            record_size_max,
-            &mut |found| times.visit(&found, &mut not_messages),
-            &mut |p| problems.push(p),
-        )?;
-        problems.append(&mut not_messages);
-        Some((summary, times.messages))
+        Some(check_park(&park_dir, record_size_max, problems)?)
     } else {
         None
     };
@@ -436,6 +427,24 @@ fn check_channel(
     let park_log = park.as_ref().map(|(s, _)| s);
     check_references(snap, log, park_log, state_path, problems);
     Ok(report)
+}
+
+/// Verifies a channel's park log: what it holds and how many messages.
+fn check_park(
+    dir: &Path,
+    record_size_max: u32,
+    problems: &mut Vec<Problem>,
+) -> Result<(LogSummary, u64), ReadError> {
+    let mut not_messages = Vec::new();
+    let mut times = Times::default();
+    let summary = scan::walk_log(
+        dir,
+        record_size_max,
+        &mut |found| times.visit(&found, &mut not_messages),
+        &mut |p| problems.push(p),
+    )?;
+    problems.append(&mut not_messages);
+    Ok((summary, times.messages))
 }
 
 /// Records from the cursor to the log's end, less the ranges skipped and the records taken

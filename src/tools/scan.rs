@@ -293,6 +293,7 @@ impl SegmentFile {
             seq_limit,
             record_size_max,
             done: false,
+            verified: 0,
         }
     }
 }
@@ -328,6 +329,8 @@ pub struct SegmentScan {
     seq_limit: Option<u64>,
     record_size_max: u32,
     done: bool,
+    /// Records that verified so far.
+    verified: u64,
 }
 
 impl std::fmt::Debug for SegmentScan {
@@ -354,6 +357,11 @@ impl SegmentScan {
     /// Seq one past the last record read so far.
     pub fn end_seq(&self) -> u64 {
         self.seq
+    }
+
+    /// Records that verified so far.
+    pub fn verified(&self) -> u64 {
+        self.verified
     }
 
     /// File offset one past the last record read so far.
@@ -387,6 +395,7 @@ impl SegmentScan {
                 let seq = self.seq;
                 self.seq = next_seq;
                 self.pos = at + len;
+                self.verified += 1;
                 let data = self
                     .window
                     .get(at + RECORD_HEADER_BYTES_U64, len - RECORD_HEADER_BYTES_U64)?
@@ -553,7 +562,7 @@ pub fn walk_log(
         let path = file.path().to_path_buf();
         let mut scan = file.scan(header.base_seq, next.map(|n| n.base_seq), record_size_max);
         let stopped = scan_segment(&mut scan, &path, next.is_some(), record, problem)?;
-        summary.records += scan.end_seq() - header.base_seq.min(scan.end_seq());
+        summary.records += scan.verified();
         summary.end_seq = scan.end_seq();
         if stopped.is_break() {
             return Ok(summary);

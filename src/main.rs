@@ -1,11 +1,16 @@
 //! The `ringsq` binary: parse nsqd's flags, run the broker (one `io_uring` runtime per shard)
-//! until SIGTERM/SIGINT.
+//! until SIGTERM/SIGINT; or, when the first argument names one, run an offline subcommand
+//! (`ringsq check`, `ringsq dump`: `ringsq::app::tools`).
 
-use ringsq::options::{self, Options, Parsed};
+use ringsq::options::{self, LogFormat, Options, Parsed};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let options = match options::parse(std::env::args_os()) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = ringsq::app::tools::main(&args) {
+        return code;
+    }
+    let options = match options::parse(args) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Version) => {
             println!("{}", options::VERSION);
@@ -47,15 +52,26 @@ fn init_tracing(options: &Options) {
         })
     }
     let (layer, handle) = tracing_subscriber::reload::Layer::new(filter(options.log_level));
-    tracing_subscriber::registry()
-        .with(layer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(prefixed_stderr(&options.log_prefix))
-                .with_ansi(false)
-                .with_target(false),
-        )
-        .init();
+    let registry = tracing_subscriber::registry().with(layer);
+    match options.log_format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(prefixed_stderr(&options.log_prefix))
+                    .with_ansi(false)
+                    .with_target(false),
+            )
+            .init(),
+        // JSON lines must parse: no prefix in front of them.
+        LogFormat::Json => registry
+            .with(ringsq::app::log_json::SpanFields)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(ringsq::app::log_json::JsonLines)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
     // `PUT /config/log_level` changes the filter at run time.
     ringsq::app::node::set_log_level_hook(Box::new(move |level| {
         if let Err(e) = handle.reload(filter(level)) {

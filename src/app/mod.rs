@@ -3,7 +3,8 @@
 //! HTTP API ([`http`]), the loops that talk to nsqlookupd and statsd ([`loops`]), `nsqd.dat`
 //! ([`metadata`]), the `/stats` model ([`stats`]) and what shard 0 gathers from every shard
 //! ([`gather`]), the file descriptor budget ([`fds`]), the TLS configuration ([`tls`]) and the
-//! auth servers' client ([`auth`]).
+//! auth servers' client ([`auth`]), the offline tools `ringsq check` and `ringsq dump`
+//! ([`tools`]) and JSON log lines ([`log_json`]).
 
 pub mod auth;
 pub mod config;
@@ -11,9 +12,11 @@ pub mod fds;
 pub mod gather;
 pub mod http;
 pub mod listen;
+pub mod log_json;
 pub mod loops;
 pub mod metadata;
 pub mod node;
 pub mod server;
 pub mod stats;
 pub mod tls;
+pub mod tools;

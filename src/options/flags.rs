@@ -1,5 +1,5 @@
 //! The flag table: every nsqd 1.3.0 flag (plus ringsq's own: `--ack-after-sync`, `--retention`,
-//! `--max-topic-bytes`, `--shards`), written once.
+//! `--max-topic-bytes`, `--shards`, `--log-format`), written once.
 //!
 //! Each row gives the flag's name (verbatim from nsqd's `apps/nsqd/options.go`), its config
 //! file key (go-options' rule: the flag name with `_` for `-`, unless nsqd's `cfg:` tag
@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use super::value::{in_range, non_negative};
-use super::{LogLevel, Options, TlsRequired};
+use super::{LogFormat, LogLevel, Options, TlsRequired};
 
 /// How a flag's value is typed, and where it is stored.
 #[derive(Clone, Copy)]
@@ -32,6 +32,8 @@ pub(super) enum Setter {
     FloatList(fn(&mut Options) -> &mut Vec<f64>),
     /// nsqd's `lg.LogLevel`.
     LogLevel(fn(&mut Options, LogLevel)),
+    /// ringsq's `--log-format`.
+    LogFormat(fn(&mut Options, LogFormat)),
     /// nsqd's `tlsRequiredOption`: a bool-style flag that also takes `tcp-https`.
     TlsRequired(fn(&mut Options, TlsRequired)),
     /// nsqd's `tlsMinVersionOption`.
@@ -63,6 +65,7 @@ impl Setter {
             Self::StrList(_)
             | Self::FloatList(_)
             | Self::LogLevel(_)
+            | Self::LogFormat(_)
             | Self::TlsRequired(_)
             | Self::TlsMinVersion(_) => "value",
         }
@@ -295,4 +298,6 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         "[ringsq] refuse publishes to a topic while its channels still need this many bytes of its log (0 = unbounded)"),
     row("shards", Setter::Int(|o, v| { o.shards = in_range(v, 0, i64::from(super::SHARDS_MAX))?; Ok(()) }), Shown::Zero,
         "[ringsq] spread topics over this many threads, each with its own io_uring (0 = one per CPU this process may use; 1 = a single thread)"),
+    row("log-format", Setter::LogFormat(|o, v| o.log_format = v), Shown::Value("text"),
+        "[ringsq] log line format: text (nsqd's, after --log-prefix) or json (one object per line: level, time, message and the event's fields such as topic, channel, client; no prefix)"),
 ];

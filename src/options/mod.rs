@@ -90,6 +90,26 @@ impl std::fmt::Display for LogLevel {
     }
 }
 
+/// ringsq's `--log-format`: how log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// nsqd's text lines, after `--log-prefix`.
+    Text,
+    /// One JSON object per line (`level`, `time`, `message` and the event's fields); no prefix.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json`, case-insensitive.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("invalid log format '{s}' (text, json)")),
+        }
+    }
+}
+
 /// nsqd's `--tls-required` (`TLSNotRequired`, `TLSRequiredExceptHTTP`, `TLSRequired`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsRequired {
@@ -219,6 +239,8 @@ pub struct Options {
     /// ringsq's `--shards`: topics spread over this many threads, each with its own `io_uring`
     /// runtime (0: one per CPU the process may use).
     pub shards: u64,
+    /// ringsq's `--log-format`.
+    pub log_format: LogFormat,
     /// Keys of the config file that name no option; nsqd ignores them, so does ringsq,
     /// but `main` should log them (a typo there silently keeps a default).
     pub ignored_config_keys: Vec<String>,
@@ -287,6 +309,7 @@ impl Default for Options {
             retention: Duration::ZERO,
             max_topic_bytes: 0,
             shards: 0,
+            log_format: LogFormat::Text,
             ignored_config_keys: Vec::new(),
         }
     }

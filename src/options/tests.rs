@@ -113,6 +113,7 @@ const SAMPLES: &[Sample] = &[
     Sample { flag: "retention", cli: "1h30m", key: "retention", toml: "\"1h30m\"", context: &[], set: |o| o.retention = Duration::from_secs(5400) },
     Sample { flag: "max-topic-bytes", cli: "1048576", key: "max_topic_bytes", toml: "1048576", context: &[], set: |o| o.max_topic_bytes = 1_048_576 },
     Sample { flag: "shards", cli: "3", key: "shards", toml: "3", context: &[], set: |o| o.shards = 3 },
+    Sample { flag: "log-format", cli: "json", key: "log_format", toml: "\"JSON\"", context: &[], set: |o| o.log_format = LogFormat::Json },
 ];
 
 /// Flags with no options field: read by `parse` itself or ignored (tested separately).
@@ -282,6 +283,7 @@ fn defaults_equal_nsqd_1_3_0() {
     );
     assert_eq!((o.deflate, o.max_deflate_level, o.snappy), (true, 6, true));
     assert!(!o.ack_after_sync);
+    assert_eq!(o.log_format, LogFormat::Text);
 }
 
 #[test]
@@ -477,6 +479,7 @@ fn bad_command_line_values_name_the_flag() {
         (&["--tls-required=maybe"], Some("tls-required"), "invalid boolean value \"maybe\" for -tls-required", 2),
         (&["--tls-min-version=ssl3.0"], Some("tls-min-version"), "unknown tlsVersionOption \"ssl3.0\"", 2),
         (&["--log-level=loud"], Some("log-level"), "invalid log level 'loud'", 2),
+        (&["--log-format=xml"], Some("log-format"), "invalid log format 'xml' (text, json)", 2),
         (&["--e2e-processing-latency-percentile=1.5"], Some("e2e-processing-latency-percentile"), "invalid E2E processing latency percentile: 1.5", 2),
         (&["--e2e-processing-latency-percentile=0"], Some("e2e-processing-latency-percentile"), "percentile: 0", 2),
         (&["--e2e-processing-latency-percentile=NaN"], Some("e2e-processing-latency-percentile"), "percentile: NaN", 2),
@@ -520,6 +523,8 @@ fn bad_config_values_name_the_key() {
         ("tls_min_version = 771", "tls-min-version", "expected a TLS version string"),
         ("log_level = \"loud\"", "log-level", "invalid log level"),
         ("log_level = 2", "log-level", "expected a log level string"),
+        ("log_format = \"xml\"", "log-format", "invalid log format"),
+        ("log_format = true", "log-format", "expected \"text\" or \"json\""),
         ("nsqlookupd_tcp_addresses = [1, 2]", "lookupd-tcp-address", "expected an array of strings"),
         ("e2e_processing_latency_percentiles = [1.5]", "e2e-processing-latency-percentile", "percentile: 1.5"),
         ("e2e_processing_latency_percentiles = [\"a\"]", "e2e-processing-latency-percentile", "expected an array of numbers"),

@@ -1,4 +1,4 @@
-//! `--help`: every flag with its type, nsqd's usage string and its default.
+//! `--help`: the subcommands, then every flag with its type, nsqd's usage string and its default.
 //!
 //! The layout is Go's `flag.PrintDefaults` (flags sorted by name, the type word after the
 //! name, the usage on the next line, `(default …)` unless the default is the zero value),
@@ -16,6 +16,11 @@ pub(super) fn usage() -> String {
     specs.sort_by_key(|spec| spec.name);
     let mut out = String::from(
         "Usage of ringsq (nsqd 1.3.0 compatible):\n  ringsq [flags]\n\n\
+         Subcommands (offline, on a stopped broker's data directory; each has its own --help):\n  \
+         ringsq check --data-path DIR [--json]\n    \
+         \tverify every topic's log, channel state and park log\n  \
+         ringsq dump --data-path DIR --topic T [--since TIME] [--limit N]\n    \
+         \tprint a topic's retained messages as JSON lines\n\n\
          Flags take one or two dashes; values as --flag=value or --flag value \
          (bool flags only as --flag or --flag=false).\n\n",
     );

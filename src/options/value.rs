@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::flags::{FlagSpec, Setter};
 use super::go_syntax::{parse_bool, parse_duration, parse_int, PARSE_ERROR};
-use super::{LogLevel, Options, TlsRequired};
+use super::{LogFormat, LogLevel, Options, TlsRequired};
 
 /// One value for one flag, as it arrived.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +43,7 @@ pub(super) fn apply(spec: &FlagSpec, opts: &mut Options, raw: Raw<'_>) -> Result
             }
         }
         Setter::LogLevel(set) => set(opts, to_log_level(raw)?),
+        Setter::LogFormat(set) => set(opts, to_log_format(raw)?),
         Setter::TlsRequired(set) => set(opts, to_tls_required(raw)?),
         Setter::TlsMinVersion(set) => {
             if let Some(version) = to_tls_min_version(raw)? {
@@ -176,6 +177,14 @@ fn to_log_level(raw: Raw<'_>) -> Result<LogLevel, String> {
         Raw::Arg(s) => LogLevel::parse(s),
         Raw::Toml(toml::Value::String(s)) => LogLevel::parse(s),
         Raw::Toml(other) => Err(type_error("a log level string", other)),
+    }
+}
+
+fn to_log_format(raw: Raw<'_>) -> Result<LogFormat, String> {
+    match raw {
+        Raw::Arg(s) => LogFormat::parse(s),
+        Raw::Toml(toml::Value::String(s)) => LogFormat::parse(s),
+        Raw::Toml(other) => Err(type_error("\"text\" or \"json\"", other)),
     }
 }
 

@@ -159,6 +159,6 @@ pub use io::mem::{CrashMode, Fault, MemIo, Op};
 pub use io::{Io, IoFile, OpenMode, UringIo};
 pub use log::{Log, LogConfig, LogStats, SegmentSummary, Ticket};
 pub use meta::{atomic_write, read_small_file, replace_unsynced};
-pub use paths::{checkpoint_path, segment_file_name, segment_path};
+pub use paths::{checkpoint_path, parse_segment_name, segment_file_name, segment_path};
 pub use position::{Position, Record};
 pub use recovery::{RecoveryAction, RecoveryReport};

@@ -158,7 +158,9 @@ fn since_param(req: &Req) -> Result<Option<SystemTime>, ApiError> {
         .ok_or_else(|| ApiError::bad_request("INVALID_ARG_SINCE"))
 }
 
-fn parse_since(raw: &str) -> Option<SystemTime> {
+/// A `since` time: Unix seconds (a fraction allowed) or RFC 3339; `None` if it is neither.
+/// Also `ringsq dump --since`.
+pub fn parse_since(raw: &str) -> Option<SystemTime> {
     let is_seconds = !raw.is_empty()
         && raw.chars().all(|c| c.is_ascii_digit() || c == '.')
         && raw.chars().next().is_some_and(|c| c.is_ascii_digit());

@@ -142,3 +142,44 @@ fn lagging_ephemeral_channel_resumes_after_retention() {
     let mut other = RawConn::connect(broker.tcp_addr());
     other.publish("other", b"still serving");
 }
+
+/// The deferred count of `topic`/`channel` in `/stats`.
+fn deferred_count(broker: &Broker, topic: &str, channel: &str) -> u64 {
+    let url = format!(
+        "http://{}/stats?format=json&topic={topic}&channel={channel}",
+        broker.http_addr()
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&ureq::get(&url).call().unwrap().into_string().unwrap()).unwrap();
+    stats["topics"][0]["channels"][0]["deferred_count"]
+        .as_u64()
+        .unwrap()
+}
+
+/// A DPUB is deferred for every channel the moment it is published, ahead of the channel's
+/// cursor (as nsqd puts it in every channel's deferred queue). If a stop parks it while the
+/// cursor is still behind it, a restart must not defer it a second time when the cursor gets
+/// there (it would be delivered twice).
+#[test]
+fn a_dpub_ahead_of_the_cursor_is_deferred_once_across_a_restart() {
+    let mut broker = Broker::start(&["--mem-queue-size", "0", "--sync-timeout", "100ms"]);
+    for path in ["/topic/create?topic=dp", "/channel/create?topic=dp&channel=c"] {
+        assert_eq!(common::http_post(&broker, path, b"").0, 200, "{path}");
+    }
+    let mut p = RawConn::connect(broker.tcp_addr());
+    p.dpub("dp", 3_600_000, b"later");
+    p.expect_ok();
+    p.publish("dp", b"now");
+    assert_eq!(deferred_count(&broker, "dp", "c"), 1);
+    // A clean stop parks what waits past the next sync point, the DPUB included.
+    broker.stop();
+    broker.restart();
+    let mut c = RawConn::subscriber(broker.tcp_addr(), "dp", "c");
+    c.rdy(10);
+    // The cursor passes the DPUB's record on its way to "now".
+    let m = c.read_msg();
+    assert_eq!(m.body, b"now");
+    c.fin(&m.id);
+    c.expect_no_frame(Duration::from_millis(300));
+    assert_eq!(deferred_count(&broker, "dp", "c"), 1, "the DPUB is deferred twice");
+}

@@ -128,11 +128,17 @@ impl<I: Io> Channel<I> {
 }
 
 impl State {
-    /// Topic-log messages to park: (key, position, the deadline they keep).
+    /// Topic-log messages to park: (key, position, the deadline they keep). Not one the cursor
+    /// has not reached (a DPUB taken ahead at publish): it holds nothing back yet, and its
+    /// saved entry must keep pointing at its topic record, which tells a restart that the
+    /// cursor passes over that record (a parked copy would be deferred twice). It is parked once
+    /// the cursor is past it.
     fn to_park(&self, beyond_ns: u64) -> Vec<(Key, Position, u64)> {
+        let cursor = self.cursor().seq;
         self.outstanding()
             .filter(|(p, due_ns)| {
                 p.source == Source::Topic
+                    && p.pos.seq < cursor
                     && (*due_ns > beyond_ns || p.attempts >= PARK_ATTEMPTS_MIN)
             })
             .map(|(p, due_ns)| (p.key(), p.pos, due_ns))

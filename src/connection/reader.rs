@@ -237,7 +237,7 @@ async fn read_magic(socket: &Socket, deadline: Option<Instant>) -> Option<Vec<u8
             String::from_utf8_lossy(&buf[..MAGIC_BYTES])
         );
         // nsqd sends the bare code, without a description.
-        let code = b"E_BAD_PROTOCOL";
+        let code = protocol::ErrorCode::BadProtocol.as_str().as_bytes();
         let size = u32::try_from(4 + code.len()).unwrap_or(u32::MAX);
         let mut frame = Vec::with_capacity(8 + code.len());
         frame.extend_from_slice(&size.to_be_bytes());

@@ -18,8 +18,9 @@ use super::Frontend;
 use crate::broker::channel::Channel;
 use crate::broker::topic::{Ack, Topic};
 use crate::broker::Broker;
+use crate::protocol::ErrorCode;
 use crate::protocol::{
-    self, ClientState, Command, DecodeContext, Limits, MessageId, ProtocolError,
+    self, ClientState, Command, DecodeContext, Limits, MessageId, ProtocolError, PublishCommand,
 };
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -185,15 +186,15 @@ impl Session {
             }
             Command::Nop | Command::RdyIgnored => Ok(()),
             Command::Pub { topic, body } => {
-                self.publish(&topic, vec![body], None, "PUB", "E_PUB_FAILED")
+                self.publish(&topic, vec![body], None, PublishCommand::Pub)
                     .await
             }
             Command::Mpub { topic, bodies } => {
                 if mpub_checked {
-                    self.publish_unchecked(&topic, bodies, None, "MPUB", "E_MPUB_FAILED")
+                    self.publish_unchecked(&topic, bodies, None, PublishCommand::Mpub)
                         .await
                 } else {
-                    self.publish(&topic, bodies, None, "MPUB", "E_MPUB_FAILED")
+                    self.publish(&topic, bodies, None, PublishCommand::Mpub)
                         .await
                 }
             }
@@ -203,7 +204,7 @@ impl Session {
                 body,
             } => {
                 let defer = Some(Duration::from_millis(defer_ms));
-                self.publish(&topic, vec![body], defer, "DPUB", "E_DPUB_FAILED")
+                self.publish(&topic, vec![body], defer, PublishCommand::Dpub)
                     .await
             }
         };
@@ -277,7 +278,7 @@ impl Session {
     async fn sub(&mut self, topic_name: &str, channel_name: &str) -> Result<(), ProtocolError> {
         self.check_auth("SUB", topic_name, channel_name).await?;
         let sub_failed = |e: &dyn std::fmt::Display| {
-            ProtocolError::fatal("E_SUB_FAILED", format!("SUB failed {e}"))
+            ProtocolError::fatal(ErrorCode::SubFailed, format!("SUB failed {e}"))
         };
         let topic = self
             .broker
@@ -312,13 +313,13 @@ impl Session {
 
     fn channel(&self) -> Result<&Rc<Channel>, ProtocolError> {
         self.channel.as_ref().ok_or_else(|| {
-            ProtocolError::fatal("E_INVALID", "cannot FIN in current state".to_owned())
+            ProtocolError::fatal(ErrorCode::Invalid, "cannot FIN in current state".to_owned())
         })
     }
 
     fn fin(&self, id: &MessageId) -> Result<(), ProtocolError> {
         self.channel()?.finish(&*self.client, id).map_err(|e| {
-            ProtocolError::non_fatal("E_FIN_FAILED", format!("FIN {id} failed {e}"))
+            ProtocolError::non_fatal(ErrorCode::FinFailed, format!("FIN {id} failed {e}"))
         })?;
         let c = &self.client.finish_count;
         c.set(c.get() + 1);
@@ -334,7 +335,7 @@ impl Session {
         self.channel()?
             .requeue(&*self.client, id, delay)
             .map_err(|e| {
-                ProtocolError::non_fatal("E_REQ_FAILED", format!("REQ {id} failed {e}"))
+                ProtocolError::non_fatal(ErrorCode::ReqFailed, format!("REQ {id} failed {e}"))
             })?;
         let c = &self.client.requeue_count;
         c.set(c.get() + 1);
@@ -346,7 +347,7 @@ impl Session {
         self.channel()?
             .touch(&*self.client, id, msg_timeout)
             .map_err(|e| {
-                ProtocolError::non_fatal("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}"))
+                ProtocolError::non_fatal(ErrorCode::TouchFailed, format!("TOUCH {id} failed {e}"))
             })
     }
 
@@ -361,11 +362,10 @@ impl Session {
         topic_name: &str,
         bodies: Vec<Bytes>,
         defer: Option<Duration>,
-        command: &'static str,
-        failed_code: &'static str,
+        command: PublishCommand,
     ) -> Result<(), ProtocolError> {
-        self.check_auth(command, topic_name, "").await?;
-        self.publish_unchecked(topic_name, bodies, defer, command, failed_code)
+        self.check_auth(command.name(), topic_name, "").await?;
+        self.publish_unchecked(topic_name, bodies, defer, command)
             .await
     }
 
@@ -374,8 +374,7 @@ impl Session {
         topic_name: &str,
         bodies: Vec<Bytes>,
         defer: Option<Duration>,
-        command: &'static str,
-        failed_code: &'static str,
+        command: PublishCommand,
     ) -> Result<(), ProtocolError> {
         if let Some(shard) = self.frontend.peers.place().remote_owner(topic_name) {
             let n = u64::try_from(bodies.len()).unwrap_or(u64::MAX);
@@ -389,7 +388,6 @@ impl Session {
             self.client.push_reply(Reply::Remote {
                 answer,
                 index,
-                failed_code,
                 command,
             });
             if full {
@@ -397,9 +395,7 @@ impl Session {
             }
             return Ok(());
         }
-        let failed = |e: &dyn std::fmt::Display| {
-            ProtocolError::fatal(failed_code, format!("{command} failed {e}"))
-        };
+        let failed = |e: &dyn std::fmt::Display| command.failed(e);
         let topic = self
             .broker
             .topic(topic_name)
@@ -409,11 +405,7 @@ impl Session {
         self.client.count_publish(topic_name, bodies.len() as u64);
         match ack {
             Ack::Now => self.client.respond(b"OK"),
-            Ack::Wait(wait) => self.client.push_reply(Reply::Durable {
-                wait,
-                failed_code,
-                command,
-            }),
+            Ack::Wait(wait) => self.client.push_reply(Reply::Durable { wait, command }),
         }
         Ok(())
     }
@@ -427,13 +419,13 @@ impl Session {
             .is_some_and(AuthState::has_authorizations)
         {
             return Err(ProtocolError::fatal(
-                "E_INVALID",
+                ErrorCode::Invalid,
                 "AUTH already set".to_owned(),
             ));
         }
         if self.frontend.auth.is_none() {
             return Err(ProtocolError::fatal(
-                "E_AUTH_DISABLED",
+                ErrorCode::AuthDisabled,
                 "AUTH disabled".to_owned(),
             ));
         }
@@ -441,7 +433,7 @@ impl Session {
         self.query_auth().await?;
         let Some(state) = self.auth.as_ref().filter(|s| s.has_authorizations()) else {
             return Err(ProtocolError::fatal(
-                "E_UNAUTHORIZED",
+                ErrorCode::Unauthorized,
                 "AUTH no authorizations found".to_owned(),
             ));
         };
@@ -484,7 +476,7 @@ impl Session {
             Err(e) => {
                 tracing::warn!(client = %self.client.remote, "AUTH failed {e}");
                 Err(ProtocolError::fatal(
-                    "E_AUTH_FAILED",
+                    ErrorCode::AuthFailed,
                     "AUTH failed".to_owned(),
                 ))
             }
@@ -503,7 +495,7 @@ impl Session {
         }
         let Some(state) = self.auth.as_ref().filter(|s| s.has_authorizations()) else {
             return Err(ProtocolError::fatal(
-                "E_AUTH_FIRST",
+                ErrorCode::AuthFirst,
                 format!("AUTH required before {cmd}"),
             ));
         };
@@ -518,7 +510,7 @@ impl Session {
             return Ok(());
         }
         Err(ProtocolError::fatal(
-            "E_UNAUTHORIZED",
+            ErrorCode::Unauthorized,
             format!(
                 "AUTH failed for {cmd} on {} {}",
                 protocol::go_fmt::go_quote(topic.as_bytes()),

@@ -14,7 +14,7 @@ use super::tls::TlsLayer;
 use super::transport::{Output, Socket, Upgrades, READ_BUF_BYTES};
 use crate::broker::consumer::Consumer as _;
 use crate::broker::topic::AckWait;
-use crate::protocol::{self, MessageId};
+use crate::protocol::{self, MessageId, PublishCommand};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::net::Shutdown;
@@ -41,16 +41,14 @@ pub enum Reply {
     /// `<code> <command> failed <err>` (fatal).
     Durable {
         wait: AckWait,
-        failed_code: &'static str,
-        command: &'static str,
+        command: PublishCommand,
     },
     /// A publish forwarded to the shard that owns its topic: `OK` once item `index` of the
     /// owner's answer is in and says so; else the error frame, as for `Durable`.
     Remote {
         answer: Rc<Answer>,
         index: usize,
-        failed_code: &'static str,
-        command: &'static str,
+        command: PublishCommand,
     },
 }
 
@@ -289,13 +287,9 @@ fn resolve_replies(client: &Client) {
                 out.replies.pop_front();
                 continue;
             }
-            Reply::Durable {
-                wait,
-                failed_code,
-                command,
-            } => {
+            Reply::Durable { wait, command } => {
                 let outcome = wait.outcome().map(|r| r.map_err(|e| e.to_string()));
-                let Some(reply) = publish_reply(outcome, failed_code, command) else {
+                let Some(reply) = publish_reply(outcome, *command) else {
                     break;
                 };
                 out.replies.pop_front();
@@ -304,11 +298,10 @@ fn resolve_replies(client: &Client) {
             Reply::Remote {
                 answer,
                 index,
-                failed_code,
                 command,
             } => {
                 let outcome = answer.outcome(*index).map(|r| r.map_err(|f| f.to_string()));
-                let Some(reply) = publish_reply(outcome, failed_code, command) else {
+                let Some(reply) = publish_reply(outcome, *command) else {
                     break;
                 };
                 out.replies.pop_front();
@@ -329,8 +322,7 @@ fn resolve_replies(client: &Client) {
 /// `<code> <command> failed <why>` (and `true`: fatal). `None` while it is not known.
 fn publish_reply(
     outcome: Option<Result<(), String>>,
-    failed_code: &'static str,
-    command: &str,
+    command: PublishCommand,
 ) -> Option<(Vec<u8>, bool)> {
     let mut frame = Vec::new();
     match outcome? {
@@ -339,9 +331,7 @@ fn publish_reply(
             Some((frame, false))
         }
         Err(why) => {
-            let err =
-                protocol::ProtocolError::fatal(failed_code, format!("{command} failed {why}"));
-            protocol::write_error(&mut frame, &err);
+            protocol::write_error(&mut frame, &command.failed(&why));
             Some((frame, true))
         }
     }

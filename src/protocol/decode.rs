@@ -26,6 +26,7 @@ use super::error::ProtocolError;
 use super::go_fmt::go_quote;
 use super::limits::Limits;
 use super::names;
+use crate::protocol::error::ErrorCode;
 
 /// The 4 bytes a V2 client sends first.
 pub const MAGIC_V2: &[u8; 4] = b"  V2";
@@ -245,7 +246,7 @@ fn dispatch(
         let mut msg = b"cannot ".to_vec();
         msg.extend_from_slice(name);
         msg.extend_from_slice(b" in current state (TLS required)");
-        return Err(ProtocolError::fatal("E_INVALID", msg).into());
+        return Err(ProtocolError::fatal(ErrorCode::Invalid, msg).into());
     }
     match name {
         b"FIN" => cmd::fin::parse(params, cx),
@@ -265,17 +266,17 @@ fn dispatch(
 
 /// A topic parameter, or `<code> <prefix> topic name %q is not valid`.
 pub(crate) fn topic_param(raw: &[u8], prefix: &str) -> Result<String, ProtocolError> {
-    name_param(raw, "E_BAD_TOPIC", prefix, "topic")
+    name_param(raw, ErrorCode::BadTopic, prefix, "topic")
 }
 
 /// A channel parameter, or `E_BAD_CHANNEL <prefix> channel name %q is not valid`.
 pub(crate) fn channel_param(raw: &[u8], prefix: &str) -> Result<String, ProtocolError> {
-    name_param(raw, "E_BAD_CHANNEL", prefix, "channel")
+    name_param(raw, ErrorCode::BadChannel, prefix, "channel")
 }
 
 fn name_param(
     raw: &[u8],
-    code: &'static str,
+    code: ErrorCode,
     prefix: &str,
     what: &str,
 ) -> Result<String, ProtocolError> {
@@ -306,13 +307,13 @@ pub(crate) fn check_message_size(
     let max = Limits::as_i64(limits.max_msg_size);
     if size <= 0 {
         return Err(ProtocolError::fatal(
-            "E_BAD_MESSAGE",
+            ErrorCode::BadMessage,
             format!("{name} invalid message body size {size}"),
         ));
     }
     if i64::from(size) > max {
         return Err(ProtocolError::fatal(
-            "E_BAD_MESSAGE",
+            ErrorCode::BadMessage,
             format!("{name} message too big {size} > {max}"),
         ));
     }
@@ -328,13 +329,13 @@ pub(crate) fn check_body_size(
     let max = Limits::as_i64(limits.max_body_size);
     if i64::from(size) > max {
         return Err(ProtocolError::fatal(
-            "E_BAD_BODY",
+            ErrorCode::BadBody,
             format!("{name} body too big {size} > {max}"),
         ));
     }
     if size <= 0 {
         return Err(ProtocolError::fatal(
-            "E_BAD_BODY",
+            ErrorCode::BadBody,
             format!("{name} invalid body size {size}"),
         ));
     }
@@ -344,5 +345,5 @@ pub(crate) fn check_body_size(
 /// A positive `int32` size as `usize` (cannot fail on 32- or 64-bit targets).
 pub(crate) fn size_to_usize(size: i32) -> Result<usize, ProtocolError> {
     usize::try_from(size)
-        .map_err(|_| ProtocolError::fatal("E_BAD_BODY", format!("invalid body size {size}")))
+        .map_err(|_| ProtocolError::fatal(ErrorCode::BadBody, format!("invalid body size {size}")))
 }

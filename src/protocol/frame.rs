@@ -138,7 +138,7 @@ mod tests {
         let mut out = Vec::new();
         write_error(
             &mut out,
-            &ProtocolError::fatal("E_INVALID", "invalid command X"),
+            &ProtocolError::fatal(crate::protocol::ErrorCode::Invalid, "invalid command X"),
         );
         let payload = b"E_INVALID invalid command X";
         let mut want = u32::try_from(payload.len() + 4)

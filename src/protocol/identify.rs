@@ -21,6 +21,7 @@
 //! --deflate=false` answers `false` for both and carries on (TLS is always `false` here: not
 //! built yet).
 
+use crate::protocol::error::ErrorCode;
 use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
@@ -59,7 +60,9 @@ pub fn parse_identify(body: &[u8]) -> Result<IdentifyRequest, ProtocolError> {
     let text = String::from_utf8_lossy(body);
     let mut de = serde_json::Deserializer::from_str(&text);
     let parsed = IdentifyRequest::deserialize(&mut de).and_then(|req| de.end().map(|()| req));
-    parsed.map_err(|_| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to decode JSON body"))
+    parsed.map_err(|_| {
+        ProtocolError::fatal(ErrorCode::BadBody, "IDENTIFY failed to decode JSON body")
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -247,7 +250,7 @@ fn nonzero(d: Duration) -> Option<Duration> {
 
 fn invalid(what: &str, value: impl fmt::Display) -> ProtocolError {
     ProtocolError::fatal(
-        "E_BAD_BODY",
+        ErrorCode::BadBody,
         format!("IDENTIFY {what} ({value}) is invalid"),
     )
 }
@@ -345,7 +348,7 @@ pub fn negotiate(
     let deflate_level = u8::try_from(level).unwrap_or(limits.max_deflate_level);
     if deflate && snappy {
         return Err(ProtocolError::fatal(
-            "E_IDENTIFY_FAILED",
+            ErrorCode::IdentifyFailed,
             "cannot enable both deflate and snappy compression",
         ));
     }

@@ -30,7 +30,7 @@ pub use decode::{
     decode, decode_at_eof, magic_ok, mpub_topic_ahead, ClientState, DecodeContext, Decoded,
     MAGIC_V2,
 };
-pub use error::ProtocolError;
+pub use error::{ErrorCode, ProtocolError, PublishCommand};
 pub use frame::{
     decode_frame, write_error, write_message, write_response, Frame, FRAME_TYPE_ERROR,
     FRAME_TYPE_MESSAGE, FRAME_TYPE_RESPONSE,

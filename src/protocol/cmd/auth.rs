@@ -10,6 +10,7 @@
 //! invalid body size %d`); body (`AUTH failed to read body`). The rest (`AUTH already set`,
 //! `AUTH disabled`, the auth server) is the broker's.
 
+use crate::protocol::error::ErrorCode;
 use bytes::Bytes;
 
 use super::Command;
@@ -22,16 +23,20 @@ pub(crate) fn parse(
     cx: &DecodeContext<'_>,
 ) -> Result<Command, Stop> {
     if cx.state != ClientState::Init {
-        return Err(ProtocolError::fatal("E_INVALID", "cannot AUTH in current state").into());
+        return Err(
+            ProtocolError::fatal(ErrorCode::Invalid, "cannot AUTH in current state").into(),
+        );
     }
     if params.len() != 1 {
-        return Err(ProtocolError::fatal("E_INVALID", "AUTH invalid number of parameters").into());
+        return Err(
+            ProtocolError::fatal(ErrorCode::Invalid, "AUTH invalid number of parameters").into(),
+        );
     }
     let size =
-        cur.take_i32(|| ProtocolError::fatal("E_BAD_BODY", "AUTH failed to read body size"))?;
+        cur.take_i32(|| ProtocolError::fatal(ErrorCode::BadBody, "AUTH failed to read body size"))?;
     let len = check_body_size(size, "AUTH", cx.limits)?;
     let body = cur.take(len, || {
-        ProtocolError::fatal("E_BAD_BODY", "AUTH failed to read body")
+        ProtocolError::fatal(ErrorCode::BadBody, "AUTH failed to read body")
     })?;
     Ok(Command::Auth(Bytes::copy_from_slice(body)))
 }

@@ -9,11 +9,12 @@
 
 use super::Command;
 use crate::protocol::decode::{ClientState, DecodeContext, Stop};
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 
 pub(crate) fn parse(cx: &DecodeContext<'_>) -> Result<Command, Stop> {
     if cx.state != ClientState::Subscribed {
-        return Err(ProtocolError::fatal("E_INVALID", "cannot CLS in current state").into());
+        return Err(ProtocolError::fatal(ErrorCode::Invalid, "cannot CLS in current state").into());
     }
     Ok(Command::Cls)
 }

@@ -18,6 +18,7 @@ use super::publish::read_message_body;
 use super::Command;
 use crate::protocol::base10::{byte_to_base10, go_millis_to_nanos};
 use crate::protocol::decode::{topic_param, with_raw, Cursor, DecodeContext, Stop};
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::limits::Limits;
 
@@ -27,14 +28,16 @@ pub(crate) fn parse(
     cx: &DecodeContext<'_>,
 ) -> Result<Command, Stop> {
     let (Some(raw_topic), Some(raw_defer)) = (params.get(1), params.get(2)) else {
-        return Err(
-            ProtocolError::fatal("E_INVALID", "DPUB insufficient number of parameters").into(),
-        );
+        return Err(ProtocolError::fatal(
+            ErrorCode::Invalid,
+            "DPUB insufficient number of parameters",
+        )
+        .into());
     };
     let topic = topic_param(raw_topic, "DPUB")?;
     let defer_ms = byte_to_base10(raw_defer).ok_or_else(|| {
         ProtocolError::fatal(
-            "E_INVALID",
+            ErrorCode::Invalid,
             with_raw("DPUB could not parse timeout ", raw_defer),
         )
     })?;
@@ -57,7 +60,7 @@ pub(crate) fn parse(
 
 fn out_of_range(defer_ms: u64, max_ms: i64) -> ProtocolError {
     ProtocolError::fatal(
-        "E_INVALID",
+        ErrorCode::Invalid,
         format!("DPUB timeout {defer_ms} out of range 0-{max_ms}"),
     )
 }

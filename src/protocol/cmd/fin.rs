@@ -9,14 +9,15 @@
 
 use super::Command;
 use crate::protocol::decode::{DecodeContext, Stop};
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::message_id::MessageId;
 
 pub(crate) fn parse(params: &[&[u8]], cx: &DecodeContext<'_>) -> Result<Command, Stop> {
     require_consumer_state(cx, "FIN")?;
-    let raw = params
-        .get(1)
-        .ok_or_else(|| ProtocolError::fatal("E_INVALID", "FIN insufficient number of params"))?;
+    let raw = params.get(1).ok_or_else(|| {
+        ProtocolError::fatal(ErrorCode::Invalid, "FIN insufficient number of params")
+    })?;
     Ok(Command::Fin(message_id(raw)?))
 }
 
@@ -29,7 +30,7 @@ pub(crate) fn require_consumer_state(
     match cx.state {
         ClientState::Subscribed | ClientState::Closing => Ok(()),
         ClientState::Init => Err(ProtocolError::fatal(
-            "E_INVALID",
+            ErrorCode::Invalid,
             format!("cannot {name} in current state"),
         )),
     }
@@ -37,7 +38,8 @@ pub(crate) fn require_consumer_state(
 
 /// Go `getMessageID`: exactly 16 bytes.
 pub(crate) fn message_id(raw: &[u8]) -> Result<MessageId, ProtocolError> {
-    MessageId::from_wire(raw).ok_or_else(|| ProtocolError::fatal("E_INVALID", "invalid message ID"))
+    MessageId::from_wire(raw)
+        .ok_or_else(|| ProtocolError::fatal(ErrorCode::Invalid, "invalid message ID"))
 }
 
 pub(super) fn encode(out: &mut Vec<u8>, id: &MessageId) {

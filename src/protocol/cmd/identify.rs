@@ -10,6 +10,7 @@
 //! (`IDENTIFY failed to read body`). IDENTIFY is exempt from the TLS policy. The JSON is
 //! interpreted by [`crate::protocol::identify`].
 
+use crate::protocol::error::ErrorCode;
 use bytes::Bytes;
 
 use super::Command;
@@ -18,13 +19,16 @@ use crate::protocol::error::ProtocolError;
 
 pub(crate) fn parse(cur: &mut Cursor<'_>, cx: &DecodeContext<'_>) -> Result<Command, Stop> {
     if cx.state != ClientState::Init {
-        return Err(ProtocolError::fatal("E_INVALID", "cannot IDENTIFY in current state").into());
+        return Err(
+            ProtocolError::fatal(ErrorCode::Invalid, "cannot IDENTIFY in current state").into(),
+        );
     }
-    let size =
-        cur.take_i32(|| ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to read body size"))?;
+    let size = cur.take_i32(|| {
+        ProtocolError::fatal(ErrorCode::BadBody, "IDENTIFY failed to read body size")
+    })?;
     let len = check_body_size(size, "IDENTIFY", cx.limits)?;
     let body = cur.take(len, || {
-        ProtocolError::fatal("E_BAD_BODY", "IDENTIFY failed to read body")
+        ProtocolError::fatal(ErrorCode::BadBody, "IDENTIFY failed to read body")
     })?;
     Ok(Command::Identify(Bytes::copy_from_slice(body)))
 }

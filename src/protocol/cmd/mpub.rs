@@ -24,6 +24,7 @@
 //! `E_BAD_BODY MPUB body too big %d > %d`, %d being the total it would reach. A well-formed
 //! MPUB (body size = what follows) never hits this, since its body size passed the same limit.
 
+use crate::protocol::error::ErrorCode;
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -39,7 +40,7 @@ pub(crate) fn parse(
     cx: &DecodeContext<'_>,
 ) -> Result<Command, Stop> {
     let raw_topic = params.get(1).ok_or_else(|| {
-        ProtocolError::fatal("E_INVALID", "MPUB insufficient number of parameters")
+        ProtocolError::fatal(ErrorCode::Invalid, "MPUB insufficient number of parameters")
     })?;
     let topic = topic_param(raw_topic, "E_BAD_TOPIC MPUB")?;
     let max_body = Limits::as_i64(cx.limits.max_body_size);
@@ -106,11 +107,11 @@ fn read_messages(
 }
 
 fn bad_body(message: String) -> ProtocolError {
-    ProtocolError::fatal("E_BAD_BODY", message)
+    ProtocolError::fatal(ErrorCode::BadBody, message)
 }
 
 fn bad_message(message: String) -> ProtocolError {
-    ProtocolError::fatal("E_BAD_MESSAGE", message)
+    ProtocolError::fatal(ErrorCode::BadMessage, message)
 }
 
 pub(super) fn encode(out: &mut Vec<u8>, topic: &str, bodies: &[Bytes]) {

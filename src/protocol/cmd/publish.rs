@@ -10,6 +10,7 @@
 //! message body size %d`) before too big vs `--max-msg-size` (`PUB message too big %d > %d`);
 //! body (`PUB failed to read message body`). Auth is checked by the broker *after* the body.
 
+use crate::protocol::error::ErrorCode;
 use bytes::Bytes;
 
 use super::Command;
@@ -22,7 +23,7 @@ pub(crate) fn parse(
     cx: &DecodeContext<'_>,
 ) -> Result<Command, Stop> {
     let raw_topic = params.get(1).ok_or_else(|| {
-        ProtocolError::fatal("E_INVALID", "PUB insufficient number of parameters")
+        ProtocolError::fatal(ErrorCode::Invalid, "PUB insufficient number of parameters")
     })?;
     let topic = topic_param(raw_topic, "PUB")?;
     let body = read_message_body(cur, cx, "PUB")?;
@@ -37,14 +38,14 @@ pub(crate) fn read_message_body(
 ) -> Result<Bytes, Stop> {
     let size = cur.take_i32(|| {
         ProtocolError::fatal(
-            "E_BAD_MESSAGE",
+            ErrorCode::BadMessage,
             format!("{name} failed to read message body size"),
         )
     })?;
     let len = check_message_size(size, name, cx.limits)?;
     let body = cur.take(len, || {
         ProtocolError::fatal(
-            "E_BAD_MESSAGE",
+            ErrorCode::BadMessage,
             format!("{name} failed to read message body"),
         )
     })?;

@@ -13,6 +13,7 @@
 use super::Command;
 use crate::protocol::base10::{byte_to_base10, go_int64};
 use crate::protocol::decode::{with_raw, ClientState, DecodeContext, Stop};
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::limits::Limits;
 
@@ -20,21 +21,26 @@ pub(crate) fn parse(params: &[&[u8]], cx: &DecodeContext<'_>) -> Result<Command,
     match cx.state {
         ClientState::Closing => return Ok(Command::RdyIgnored),
         ClientState::Init => {
-            return Err(ProtocolError::fatal("E_INVALID", "cannot RDY in current state").into())
+            return Err(
+                ProtocolError::fatal(ErrorCode::Invalid, "cannot RDY in current state").into(),
+            )
         }
         ClientState::Subscribed => {}
     }
     let count = match params.get(1) {
         None => 1,
         Some(raw) => byte_to_base10(raw).ok_or_else(|| {
-            ProtocolError::fatal("E_INVALID", with_raw("RDY could not parse count ", raw))
+            ProtocolError::fatal(
+                ErrorCode::Invalid,
+                with_raw("RDY could not parse count ", raw),
+            )
         })?,
     };
     let signed = go_int64(count);
     let max = Limits::as_i64(cx.limits.max_rdy_count);
     if signed < 0 || signed > max {
         let msg = format!("RDY count {signed} out of range 0-{max}");
-        return Err(ProtocolError::fatal("E_INVALID", msg).into());
+        return Err(ProtocolError::fatal(ErrorCode::Invalid, msg).into());
     }
     Ok(Command::Rdy(count))
 }

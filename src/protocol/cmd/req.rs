@@ -9,6 +9,7 @@
 //! A parsed timeout is never an error: nsqd clamps it to `0..=--max-req-timeout` (logging it),
 //! which [`req_timeout`] reproduces. `E_REQ_FAILED` (non-fatal) is the broker's.
 
+use crate::protocol::error::ErrorCode;
 use std::time::Duration;
 
 use super::fin::{message_id, require_consumer_state};
@@ -21,12 +22,14 @@ use crate::protocol::message_id::MessageId;
 pub(crate) fn parse(params: &[&[u8]], cx: &DecodeContext<'_>) -> Result<Command, Stop> {
     require_consumer_state(cx, "REQ")?;
     let (Some(raw_id), Some(raw_timeout)) = (params.get(1), params.get(2)) else {
-        return Err(ProtocolError::fatal("E_INVALID", "REQ insufficient number of params").into());
+        return Err(
+            ProtocolError::fatal(ErrorCode::Invalid, "REQ insufficient number of params").into(),
+        );
     };
     let id = message_id(raw_id)?;
     let timeout_ms = byte_to_base10(raw_timeout).ok_or_else(|| {
         ProtocolError::fatal(
-            "E_INVALID",
+            ErrorCode::Invalid,
             with_raw("REQ could not parse timeout ", raw_timeout),
         )
     })?;

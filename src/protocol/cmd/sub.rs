@@ -11,21 +11,26 @@
 
 use super::Command;
 use crate::protocol::decode::{channel_param, topic_param, ClientState, DecodeContext, Stop};
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 
 pub(crate) fn parse(params: &[&[u8]], cx: &DecodeContext<'_>) -> Result<Command, Stop> {
     if cx.state != ClientState::Init {
-        return Err(ProtocolError::fatal("E_INVALID", "cannot SUB in current state").into());
+        return Err(ProtocolError::fatal(ErrorCode::Invalid, "cannot SUB in current state").into());
     }
     if !cx.heartbeats_enabled {
-        return Err(
-            ProtocolError::fatal("E_INVALID", "cannot SUB with heartbeats disabled").into(),
-        );
+        return Err(ProtocolError::fatal(
+            ErrorCode::Invalid,
+            "cannot SUB with heartbeats disabled",
+        )
+        .into());
     }
     let (Some(topic), Some(channel)) = (params.get(1), params.get(2)) else {
-        return Err(
-            ProtocolError::fatal("E_INVALID", "SUB insufficient number of parameters").into(),
-        );
+        return Err(ProtocolError::fatal(
+            ErrorCode::Invalid,
+            "SUB insufficient number of parameters",
+        )
+        .into());
     };
     let topic = topic_param(topic, "SUB")?;
     let channel = channel_param(channel, "SUB")?;

@@ -10,14 +10,15 @@
 use super::fin::{message_id, require_consumer_state};
 use super::Command;
 use crate::protocol::decode::{DecodeContext, Stop};
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 use crate::protocol::message_id::MessageId;
 
 pub(crate) fn parse(params: &[&[u8]], cx: &DecodeContext<'_>) -> Result<Command, Stop> {
     require_consumer_state(cx, "TOUCH")?;
-    let raw = params
-        .get(1)
-        .ok_or_else(|| ProtocolError::fatal("E_INVALID", "TOUCH insufficient number of params"))?;
+    let raw = params.get(1).ok_or_else(|| {
+        ProtocolError::fatal(ErrorCode::Invalid, "TOUCH insufficient number of params")
+    })?;
     Ok(Command::Touch(message_id(raw)?))
 }
 

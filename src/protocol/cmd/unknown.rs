@@ -2,8 +2,9 @@
 //! fatal `E_INVALID invalid command %s`, the name echoed as raw bytes.
 
 use crate::protocol::decode::with_raw;
+use crate::protocol::error::ErrorCode;
 use crate::protocol::error::ProtocolError;
 
 pub(crate) fn error(name: &[u8]) -> ProtocolError {
-    ProtocolError::fatal("E_INVALID", with_raw("invalid command ", name))
+    ProtocolError::fatal(ErrorCode::Invalid, with_raw("invalid command ", name))
 }

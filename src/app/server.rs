@@ -231,9 +231,9 @@ async fn serve(
         listeners.http.as_ref().and_then(|(_, a)| *a),
         listeners.https.as_ref().and_then(|(_, a)| *a),
     );
-    tokio::task::spawn_local(Rc::clone(metadata).run());
-    tokio::task::spawn_local(super::loops::lookup::manager(Rc::clone(&node)));
-    tokio::task::spawn_local(super::loops::statsd::run(Rc::clone(&node)));
+    crate::broker::spawn(Rc::clone(metadata).run());
+    crate::broker::spawn(super::loops::lookup::manager(Rc::clone(&node)));
+    crate::broker::spawn(super::loops::statsd::run(Rc::clone(&node)));
     let http_admission = Admission::new("HTTP", http_connections_max);
     let http_stop = Rc::new(tokio::sync::Notify::new());
     for (listener, https) in [(listeners.http, false), (listeners.https, true)] {
@@ -249,7 +249,7 @@ async fn serve(
             tls_required: !https && plain_tls_required,
         });
         let stop = Rc::clone(&http_stop);
-        tokio::task::spawn_local(async move {
+        crate::broker::spawn(async move {
             super::http::serve(listener, server, async move { stop.notified().await }).await;
         });
     }

@@ -103,11 +103,7 @@ impl<I: Io> Broker<I> {
             let topic = match self.topic(&t.name).await {
                 Ok(topic) => topic,
                 Err(e) => {
-                    tracing::error!(
-                        "TOPIC({}): cannot create it from {}: {e}",
-                        t.name,
-                        path.display()
-                    );
+                    tracing::error!(topic = %t.name, "cannot create the topic from {}: {e}", path.display());
                     continue;
                 }
             };
@@ -126,12 +122,8 @@ impl<I: Io> Broker<I> {
                 let channel = match topic.channel(&c.name).await {
                     Ok(channel) => channel,
                     Err(e) => {
-                        tracing::error!(
-                            "TOPIC({}): cannot create channel {} from {}: {e}",
-                            t.name,
-                            c.name,
-                            path.display()
-                        );
+                        tracing::error!(topic = %t.name, channel = %c.name,
+                            "cannot create the channel from {}: {e}", path.display());
                         continue;
                     }
                 };

@@ -39,6 +39,17 @@ use std::time::Duration;
 use store::{MemQueue, Store};
 use topic::Topic;
 
+/// Spawns `task` on this thread's runtime in the current span, so that every line it logs
+/// names what its spawner's span names (its shard, its client, its channel). Every task of the
+/// broker and the layers above is spawned through here.
+pub fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    tokio::task::spawn_local(tracing::Instrument::in_current_span(task))
+}
+
 /// The names of our entries in a directory listing (`name_of` strips our suffix), sorted.
 fn names_in(entries: &[std::ffi::OsString], name_of: fn(&str) -> Option<&str>) -> Vec<String> {
     let mut names: Vec<String> = entries
@@ -207,11 +218,11 @@ impl<I: Io> Broker<I> {
                 self.loaded(running.join_next().await)?;
             }
             let (broker, data) = (Rc::clone(self), data.clone());
-            running.spawn_local(async move {
+            running.spawn_local(tracing::Instrument::in_current_span(async move {
                 let topic = broker.open_topic(&name).await?;
                 broker.load_channels(&data, &topic).await?;
                 Ok(topic)
-            });
+            }));
         }
         while let Some(done) = running.join_next().await {
             self.loaded(Some(done))?;
@@ -489,7 +500,7 @@ async fn for_each_topic<T: 'static, Fut>(
                 tracing::error!("a topic job failed: {e}");
             }
         }
-        running.spawn_local(job(topic));
+        running.spawn_local(tracing::Instrument::in_current_span(job(topic)));
     }
     while let Some(done) = running.join_next().await {
         if let Err(e) = done {

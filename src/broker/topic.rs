@@ -230,7 +230,7 @@ impl<I: Io> Topic<I> {
         }
         if !self.full.replace(true) {
             tracing::warn!(topic = %self.name,
-                "TOPIC({}): full: its channels still need {max} bytes (--max-topic-bytes); refusing publishes until they catch up", self.name);
+                "topic full: its channels still need {max} bytes (--max-topic-bytes); refusing publishes until they catch up");
         }
         Err(PublishError::Full {
             topic: self.name.clone(),
@@ -318,7 +318,7 @@ impl<I: Io> Topic<I> {
         let to = self.position_at(since).await?;
         channel.rewind(to);
         tracing::info!(topic = %self.name, channel = %channel.name,
-            "CHANNEL({}): rewound to seq {} (messages published since {since:?})", channel.name, to.seq);
+            "rewound to seq {} (messages published since {since:?})", to.seq);
         self.save_channel(channel).await
     }
 

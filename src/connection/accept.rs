@@ -135,7 +135,7 @@ pub async fn serve(
                     }
                 };
                 let frontend = Rc::clone(&frontend);
-                tokio::task::spawn_local(reader::handle(socket, peer, frontend, admitted));
+                crate::broker::spawn(reader::handle(socket, peer, frontend, admitted));
             }
             Err(e) => {
                 admission
@@ -156,7 +156,7 @@ pub fn serve_dealt(frontend: &Rc<Frontend>, socket: MovingSocket, admitted: Admi
         return;
     }
     let frontend = Rc::clone(frontend);
-    tokio::task::spawn_local(async move {
+    crate::broker::spawn(async move {
         let socket = Socket::from_moving(socket);
         reader::handle(socket, None, frontend, admitted).await;
     });

@@ -135,7 +135,7 @@ pub fn resume(frontend: &Rc<Frontend>, h: Handoff) {
         return;
     }
     let frontend = Rc::clone(frontend);
-    tokio::task::spawn_local(async move {
+    crate::broker::spawn(async move {
         let Handoff {
             socket,
             peer,
@@ -160,7 +160,12 @@ pub fn resume(frontend: &Rc<Frontend>, h: Handoff) {
             admitted,
             peer,
         };
-        reader::serve(conn, Some(Command::Sub { topic, channel })).await;
+        let span = reader::client_span(conn.session.client.id, peer);
+        tracing::Instrument::instrument(
+            reader::serve(conn, Some(Command::Sub { topic, channel })),
+            span,
+        )
+        .await;
     });
 }
 

@@ -74,8 +74,32 @@ enum Ended {
     Move,
 }
 
-/// Serves one client on `socket` (`peer` is `None` on a unix socket).
+/// Serves one client on `socket` (`peer` is `None` on a unix socket), in its span.
 pub async fn handle(
+    socket: Socket,
+    peer: Option<SocketAddr>,
+    frontend: Rc<Frontend>,
+    admitted: Admitted,
+) {
+    use tracing::Instrument as _;
+    let id = Frontend::next_client_id();
+    handle_in_span(id, socket, peer, frontend, admitted)
+        .instrument(client_span(id, peer))
+        .await;
+}
+
+/// The span of everything a connection does: every line it logs names the client (its id,
+/// as `/stats` shows it, and its address).
+pub(super) fn client_span(id: u64, peer: Option<SocketAddr>) -> tracing::Span {
+    if let Some(peer) = peer {
+        tracing::info_span!("client", client = id, remote = %peer)
+    } else {
+        tracing::info_span!("client", client = id)
+    }
+}
+
+async fn handle_in_span(
+    id: u64,
     socket: Socket,
     peer: Option<SocketAddr>,
     frontend: Rc<Frontend>,
@@ -90,12 +114,7 @@ pub async fn handle(
     };
     let remote = peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let connected_at_unix_s = frontend.broker.now_unix_s().max(frontend.start_unix_s);
-    let client = Rc::new(Client::new(
-        Frontend::next_client_id(),
-        remote,
-        settings,
-        connected_at_unix_s,
-    ));
+    let client = Rc::new(Client::new(id, remote, settings, connected_at_unix_s));
     let conn = Conn {
         input: Input::new(Rc::clone(&socket)),
         socket,
@@ -129,7 +148,7 @@ pub(super) async fn serve(conn: Conn, first: Option<Command>) {
         .borrow_mut()
         .insert(client.id, Rc::clone(&client));
     let reading = Rc::new(Cell::new(true));
-    let writer = tokio::task::spawn_local(writer::write_loop(
+    let writer = crate::broker::spawn(writer::write_loop(
         Rc::clone(&socket),
         Rc::clone(&client),
         Rc::clone(&reading),
@@ -139,7 +158,7 @@ pub(super) async fn serve(conn: Conn, first: Option<Command>) {
     let ended = match run(&mut input, &mut buf, &mut session, &tls, first).await {
         Ok(ended) => ended,
         Err(e) => {
-            tracing::debug!(client = %client.remote, "connection ended: {e}");
+            tracing::debug!("connection ended: {e}");
             Ended::Closed
         }
     };
@@ -295,7 +314,7 @@ async fn read_loop(
                 return Ok(Ended::Closed);
             }
             Filled::TimedOut => {
-                tracing::info!(client = %session.client.remote, "failed to read command - i/o timeout");
+                tracing::info!("failed to read command - i/o timeout");
                 answer_partial(session, buf, limits);
                 return Ok(Ended::Closed);
             }
@@ -343,12 +362,12 @@ async fn run_commands(
             }
             Decoded::LineTooLong => {
                 // nsqd: "failed to read command - bufio: buffer full", closed without a frame.
-                tracing::info!(client = %session.client.remote, "command line too long: closing");
+                tracing::info!("command line too long: closing");
                 break Some(Ended::Closed);
             }
             Decoded::Error { err, consumed } => {
                 start += consumed;
-                tracing::info!(client = %session.client.remote, "protocol error: {err}");
+                tracing::info!("protocol error: {err}");
                 let fatal = err.fatal;
                 session.client.respond_error(&err);
                 if fatal {

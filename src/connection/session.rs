@@ -150,7 +150,7 @@ impl Session {
         match self.check_auth("MPUB", &topic, "").await {
             Ok(()) => true,
             Err(err) => {
-                tracing::info!(client = %self.client.remote, "{err}");
+                tracing::info!("{err}");
                 self.client.respond_error(&err);
                 false
             }
@@ -211,7 +211,7 @@ impl Session {
         match result {
             Ok(()) => true,
             Err(err) => {
-                tracing::info!(client = %self.client.remote, "{err}");
+                tracing::info!("{err}");
                 self.client.respond_error(&err);
                 !err.fatal
             }
@@ -251,7 +251,7 @@ impl Session {
         // nsqd upgrades after the JSON frame: TLS (the handshake, then `OK` over TLS), then
         // compression (`OK` through the codec; at most one of the two, both was refused above).
         if let (true, Some(config)) = (n.tls_v1, &self.frontend.tls) {
-            tracing::info!(client = %self.client.remote, "upgrading connection to TLS");
+            tracing::info!("upgrading connection to TLS");
             self.client.push_reply(Reply::StartTls);
             self.client.respond(b"OK");
             self.new_tls = Some(Arc::clone(config));
@@ -330,7 +330,7 @@ impl Session {
         let max_ms = self.limits().max_req_timeout_ms;
         let (delay, clamped) = protocol::req_timeout(timeout_ms, max_ms);
         if clamped {
-            tracing::info!(client = %self.client.remote, "REQ timeout {timeout_ms}ms out of range, clamped to {delay:?}");
+            tracing::info!("REQ timeout {timeout_ms}ms out of range, clamped to {delay:?}");
         }
         self.channel()?
             .requeue(&*self.client, id, delay)
@@ -474,7 +474,7 @@ impl Session {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(client = %self.client.remote, "AUTH failed {e}");
+                tracing::warn!("AUTH failed {e}");
                 Err(ProtocolError::fatal(
                     ErrorCode::AuthFailed,
                     "AUTH failed".to_owned(),

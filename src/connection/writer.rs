@@ -206,7 +206,7 @@ async fn flush(
     let bytes = match output.encode(&upgrades, spare) {
         Ok(bytes) => bytes,
         Err(e) => {
-            tracing::error!(client = %client.remote, "output: {e}");
+            tracing::error!("output: {e}");
             return false;
         }
     };
@@ -224,7 +224,7 @@ async fn flush(
     spare.clear();
     client.drained.notify_waiters();
     if let Err(e) = &res {
-        tracing::info!(client = %client.remote, "failed to write - {e}");
+        tracing::info!("failed to write - {e}");
     }
     res.is_ok() && !close
 }

@@ -86,7 +86,7 @@ pub fn accept(shard: &Rc<Shard>, items: Vec<Item>, reply: oneshot::Sender<Vec<Ou
         let _gone = reply.send(outcomes);
         return;
     }
-    tokio::task::spawn_local(async move {
+    crate::broker::spawn(async move {
         let mut outcomes = Vec::with_capacity(steps.len());
         for step in steps {
             outcomes.push(resolve(step).await);
@@ -111,7 +111,7 @@ fn step(shard: &Rc<Shard>, item: Item) -> Step {
         .0
         .borrow_mut()
         .insert(name.clone(), vec![(item, tx)]);
-    tokio::task::spawn_local(create_then_publish(Rc::clone(shard), name));
+    crate::broker::spawn(create_then_publish(Rc::clone(shard), name));
     Step::Later(rx)
 }
 

@@ -165,7 +165,7 @@ impl Link {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |shard| {
             let fut = f(Rc::clone(shard));
-            tokio::task::spawn_local(async move {
+            crate::broker::spawn(async move {
                 // The caller may have given up waiting: nothing to do then.
                 let _gone = tx.send(fut.await);
             });

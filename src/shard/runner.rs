@@ -63,7 +63,12 @@ impl std::fmt::Debug for Start {
 
 /// Runs `main` as shard 0, on this thread's tokio-uring runtime.
 pub fn run_first<T>(main: impl Future<Output = T>) -> std::io::Result<T> {
-    block_on_kept(main)
+    block_on_kept(tracing::Instrument::instrument(main, shard_span(0)))
+}
+
+/// The span of everything a shard's thread does: every line it logs names the shard.
+fn shard_span(index: usize) -> tracing::Span {
+    tracing::info_span!("shard", shard = index)
 }
 
 /// Runs `main` on a new tokio-uring runtime on this thread, then leaves the runtime undropped.
@@ -93,21 +98,25 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("ringsq-shard-{start_index}"))
         .spawn(move || {
-            let ran = block_on_kept(async move {
-                match open(start).await {
-                    Err(e) => {
-                        let _shard_0_gone = ready.send(Err(e.to_string()));
+            let span = shard_span(start_index);
+            let ran = block_on_kept(tracing::Instrument::instrument(
+                async move {
+                    match open(start).await {
+                        Err(e) => {
+                            let _shard_0_gone = ready.send(Err(e.to_string()));
+                        }
+                        Ok(shard) => {
+                            start_loops(&shard);
+                            shard.broker.set_known_channels(Rc::new(AskShardZero {
+                                link: Rc::clone(&shard.link),
+                            }));
+                            let _shard_0_gone = ready.send(Ok(()));
+                            serve_inbox(inbox, shard).await;
+                        }
                     }
-                    Ok(shard) => {
-                        start_loops(&shard);
-                        shard.broker.set_known_channels(Rc::new(AskShardZero {
-                            link: Rc::clone(&shard.link),
-                        }));
-                        let _shard_0_gone = ready.send(Ok(()));
-                        serve_inbox(inbox, shard).await;
-                    }
-                }
-            });
+                },
+                span,
+            ));
             if let Err(e) = ran {
                 // `ready` went with the future: shard 0 sees this shard gone and fails the start.
                 tracing::error!(
@@ -148,13 +157,13 @@ pub async fn open(start: Start) -> Result<Rc<Shard>, BrokerError> {
 
 /// The shard's inbox and its periodic loops (channel states saved, retention).
 pub fn start_loops(shard: &Rc<Shard>) {
-    tokio::task::spawn_local(Rc::clone(&shard.broker).checkpoint_loop());
-    tokio::task::spawn_local(Rc::clone(&shard.broker).recent_save_loop());
+    crate::broker::spawn(Rc::clone(&shard.broker).checkpoint_loop());
+    crate::broker::spawn(Rc::clone(&shard.broker).recent_save_loop());
 }
 
 /// Serves shard 0's inbox (the others' is their thread's main task).
 pub fn serve_first_inbox(inbox: mpsc::Receiver<Job>, shard: &Rc<Shard>) {
-    tokio::task::spawn_local(serve_inbox(inbox, Rc::clone(shard)));
+    crate::broker::spawn(serve_inbox(inbox, Rc::clone(shard)));
 }
 
 /// Binds this shard's protocol listener on `addr` (shard 0's address: `SO_REUSEPORT`) and
@@ -170,7 +179,7 @@ pub fn serve_protocol(shard: &Rc<Shard>, listener: accept::Listener) {
     let frontend = Rc::clone(&shard.frontend);
     let admission = Arc::clone(&frontend.admission);
     let stop = Rc::clone(&shard.stop_accepting);
-    tokio::task::spawn_local(async move {
+    crate::broker::spawn(async move {
         accept::serve(listener, frontend, admission, async move {
             stop.notified().await;
         })
@@ -200,7 +209,7 @@ pub async fn start_close(link: &Link, shard: usize) -> Result<oneshot::Receiver<
     let (tx, rx) = oneshot::channel();
     let job: Job = Box::new(move |shard| {
         let shard = Rc::clone(shard);
-        tokio::task::spawn_local(async move {
+        crate::broker::spawn(async move {
             shard.broker.close().await;
             let _caller_gone = tx.send(());
             shard.finish();

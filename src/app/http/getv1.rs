@@ -20,7 +20,7 @@ where
         .map_err(|e| format!("handshake: {e}"))?;
     // The connection is driven by its own task, aborted when this exchange ends or is dropped
     // (its caller timed out).
-    let _conn = AbortOnDrop(tokio::task::spawn_local(conn));
+    let _conn = AbortOnDrop(crate::broker::spawn(conn));
     let req = hyper::Request::get(path)
         .header(HOST, authority)
         .header(ACCEPT, ACCEPT_V1)

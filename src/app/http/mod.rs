@@ -156,7 +156,7 @@ pub async fn serve(
             continue;
         };
         let server = Rc::clone(&server);
-        tokio::task::spawn_local(async move {
+        crate::broker::spawn(async move {
             serve_connection(&server, stream).await;
             drop(admitted);
         });

@@ -64,7 +64,7 @@ pub async fn manager(node: Rc<Node>) {
             let handle = Rc::new(PeerHandle::default());
             // Subscribe before the task first runs so no event falls between.
             let events = node.broker.env.events.subscribe();
-            tokio::task::spawn_local(peer(
+            crate::broker::spawn(peer(
                 Rc::clone(&node),
                 addr.clone(),
                 Rc::clone(&handle),

@@ -87,7 +87,7 @@ impl LookupdChannels {
             .map(|addr| {
                 let (topic, connect, request) =
                     (topic.to_owned(), self.connect_timeout, self.request_timeout);
-                let handle = tokio::task::spawn_local(async move {
+                let handle = crate::broker::spawn(async move {
                     let result = query(&addr, &topic, connect, request).await;
                     (addr, result)
                 });

@@ -53,7 +53,7 @@ impl<I: Io> Channel<I> {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(topic = %self.topic_name, channel = %self.name, "reading messages failed: {e}");
+                    tracing::error!("reading messages failed: {e}");
                     // Back off instead of spinning on a failing disk; a wake retries sooner.
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), self.wake_dispatch.notified())
@@ -116,8 +116,10 @@ impl<I: Io> Channel<I> {
             }
         }
         if gone > 0 {
-            tracing::warn!(topic = %self.topic_name, channel = %self.name,
-                "{gone} message(s) from seq {} were not written (disk full) and are gone", to.seq);
+            tracing::warn!(
+                "{gone} message(s) from seq {} were not written (disk full) and are gone",
+                to.seq
+            );
         }
         self.mark_dirty();
     }
@@ -190,8 +192,10 @@ impl<I: Io> Channel<I> {
             return Ok(Fill::Read);
         }
         let lost = next.seq.saturating_sub(from.seq);
-        tracing::error!(topic = %self.topic_name, channel = %self.name,
-            "skipping {lost} message(s) from seq {} that cannot be read back: {error}", from.seq);
+        tracing::error!(
+            "skipping {lost} message(s) from seq {} that cannot be read back: {error}",
+            from.seq
+        );
         st.read_pos = next;
         self.mark_dirty();
         Ok(if next == from {
@@ -246,8 +250,10 @@ impl<I: Io> Channel<I> {
         let msg = match MessageView::parse(&record.data) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(topic = %self.topic_name, channel = %self.name, seq = record.pos.seq,
-                    "skipping a record that is not a message: {e}");
+                tracing::error!(
+                    seq = record.pos.seq,
+                    "skipping a record that is not a message: {e}"
+                );
                 return;
             }
         };
@@ -287,8 +293,10 @@ impl<I: Io> Channel<I> {
             Err(e) if is_permanent(&e) => {
                 st.requeued.pop_front();
                 drop(st);
-                tracing::error!(topic = %self.topic_name, channel = %self.name, seq = p.pos.seq,
-                    "dropping a requeued message whose record cannot be read back: {e}");
+                tracing::error!(
+                    seq = p.pos.seq,
+                    "dropping a requeued message whose record cannot be read back: {e}"
+                );
                 self.mark_dirty();
                 return Ok(None);
             }
@@ -299,8 +307,10 @@ impl<I: Io> Channel<I> {
         match MessageView::parse(&record.data) {
             Ok(msg) => self.deliver(p, &msg, Instant::now()),
             Err(e) => {
-                tracing::error!(topic = %self.topic_name, channel = %self.name, seq = p.pos.seq,
-                    "dropping a requeued record that is not a message: {e}");
+                tracing::error!(
+                    seq = p.pos.seq,
+                    "dropping a requeued record that is not a message: {e}"
+                );
             }
         }
         Ok(None)

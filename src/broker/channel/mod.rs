@@ -287,8 +287,10 @@ impl<I: Io> Channel<I> {
 
     /// Starts the dispatcher and timer tasks (they end when the channel is deleted).
     pub fn start(self: &Rc<Self>) {
-        tokio::task::spawn_local(Rc::clone(self).dispatch_loop());
-        tokio::task::spawn_local(Rc::clone(self).timer_loop());
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("channel", topic = %self.topic_name, channel = %self.name);
+        crate::broker::spawn(Rc::clone(self).dispatch_loop().instrument(span.clone()));
+        crate::broker::spawn(Rc::clone(self).timer_loop().instrument(span));
     }
 
     /// New records were appended to the topic, or something else may let delivery continue.

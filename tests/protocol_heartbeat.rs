@@ -105,3 +105,32 @@ fn disabled_heartbeats_send_none_and_do_not_time_out() {
     }
     c.assert_alive("nohb");
 }
+
+/// IDENTIFY's `heartbeat_interval` applies from the moment it is answered, even when the
+/// connection's writer is already waiting for the previous interval (here 30 s, set by a first
+/// IDENTIFY): the next heartbeat comes after the new interval, so a client that answers each
+/// with NOP is never dropped by the read deadline (twice the new interval). Before, a writer
+/// that started before the IDENTIFY was read kept the old interval, and the connection was
+/// closed after 2 s without a heartbeat.
+#[test]
+fn a_new_heartbeat_interval_takes_effect_at_once() {
+    let broker = Broker::start(&[]);
+    let mut c = RawConn::connect(broker.tcp_addr());
+    c.identify(r#"{"heartbeat_interval":30000}"#);
+    c.expect_ok();
+    c.identify(r#"{"heartbeat_interval":1000}"#);
+    c.expect_ok();
+    let t0 = Instant::now();
+    let mut beats = 0;
+    while beats < 3 {
+        match c.try_read_frame(Duration::from_secs(10)) {
+            Ok(f) if f.is_heartbeat() => {
+                beats += 1;
+                c.nop();
+            }
+            Ok(f) => panic!("unexpected frame {f:?}"),
+            Err(e) => panic!("no heartbeat, connection {e:?} after {:?}", t0.elapsed()),
+        }
+    }
+    c.assert_alive("rehb");
+}

@@ -129,18 +129,21 @@ pub(super) async fn write_loop(
     mut output: Output,
 ) -> Option<Output> {
     let mut spare: Vec<u8> = Vec::with_capacity(READ_BUF_BYTES);
-    let heartbeat = client.settings.borrow().heartbeat_interval;
-    let mut next_heartbeat = heartbeat.map(|h| Instant::now() + h);
+    let mut interval = client.settings.borrow().heartbeat_interval;
+    let mut next_heartbeat = interval.map(|h| Instant::now() + h);
     loop {
         resolve_replies(&client);
         let now = Instant::now();
+        // IDENTIFY may have set another interval: it counts from now (nsqd resets its
+        // heartbeat ticker), or the read deadline, twice the new interval, could pass first.
+        let wanted = client.settings.borrow().heartbeat_interval;
+        if wanted != interval {
+            interval = wanted;
+            next_heartbeat = interval.map(|h| now + h);
+        }
         if let Some(at) = next_heartbeat.filter(|at| *at <= now) {
             client.respond(b"_heartbeat_");
-            next_heartbeat = client
-                .settings
-                .borrow()
-                .heartbeat_interval
-                .map(|h| at.max(now) + h);
+            next_heartbeat = interval.map(|h| at.max(now) + h);
             continue;
         }
         let decision = if output.wants_write() {

@@ -292,3 +292,22 @@ fn a_full_topic_refuses_publishes_until_consumers_catch_up() {
     p.pub_("full", &body);
     p.expect_fatal("E_PUB_FAILED PUB failed topic full is full (2000 bytes)");
 }
+
+/// A rewind to a time after the channel's cursor does not move it forward: the messages the
+/// channel has not delivered yet are still delivered (a rewind only ever adds deliveries).
+#[test]
+fn a_rewind_never_skips_what_the_channel_has_not_delivered() {
+    let b = Broker::start(&[]);
+    create_channel(&b, "fw", "c");
+    let (old, recent) = (batch("old", 3), batch("recent", 3));
+    publish_all(&b, "fw", &old);
+    let since = SystemTime::now();
+    publish_all(&b, "fw", &recent);
+    let path = format!("/channel/rewind?topic=fw&channel=c&since={}", unix_s(since));
+    assert_eq!(post(&b, &path, b"").0, 200);
+    let mut c = RawConn::subscriber(b.tcp_addr(), "fw", "c");
+    c.rdy(10);
+    let mut all = old;
+    all.extend(recent);
+    assert_eq!(take(&mut c, 6), all);
+}

@@ -13,6 +13,9 @@ const SEQUENCE_BITS: u32 = 12;
 const SEQUENCE_MASK: u64 = (1 << SEQUENCE_BITS) - 1;
 /// Twitter's snowflake epoch in `ns >> 20` units, as nsqd uses it.
 const EPOCH_TICKS: u64 = 1_288_834_974_288;
+/// [`GuidFactory::resume_after`] starts this many ticks (≈1 s) after the newest write: ids
+/// made faster than 4096 per tick run ahead of the clock by up to that.
+const RESUME_MARGIN_TICKS: u64 = 1024;
 /// nsqd's `--node-id` range is `[0, 1024)`.
 pub const NODE_ID_MAX: u16 = (1 << NODE_ID_BITS) - 1;
 
@@ -30,6 +33,18 @@ impl GuidFactory {
             node_id: u64::from(node_id),
             last_tick: 0,
             sequence: 0,
+        }
+    }
+
+    /// Makes every later id larger than any id made up to wall-clock time `newest_ns` (a
+    /// topic's log was last written then), with a margin for ids that ran ahead of the clock
+    /// under load: ids stay unique across a restart even if the clock went back meanwhile (two
+    /// messages with one id would be one message to a channel's in-flight table, and FIN).
+    pub fn resume_after(&mut self, newest_ns: u64) {
+        let tick = (newest_ns >> 20).saturating_add(RESUME_MARGIN_TICKS);
+        if tick > self.last_tick {
+            self.last_tick = tick;
+            self.sequence = 0;
         }
     }
 
@@ -57,6 +72,18 @@ impl GuidFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_stay_unique_when_the_clock_went_back() {
+        let now = crate::broker::Clock::System.now_ns();
+        let mut before = GuidFactory::new(1);
+        let old: Vec<_> = (0..5000).map(|_| before.next_id(now)).collect();
+        // A restart with the clock a minute behind the newest write.
+        let mut after = GuidFactory::new(1);
+        after.resume_after(now);
+        let new = after.next_id(now - 60_000_000_000);
+        assert!(old.iter().all(|id| id.to_string() < new.to_string()));
+    }
 
     #[test]
     fn ids_increase_and_carry_node_id() {

@@ -266,6 +266,7 @@ impl<I: Io> Broker<I> {
             let saved = channel::Saved::read(self.io(), &path).await?;
             topic.restore_channel(&name, &saved);
         }
+        topic.repair_channels().await;
         Ok(())
     }
 

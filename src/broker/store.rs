@@ -108,12 +108,14 @@ impl<I: Io> Store<I> {
         }
     }
 
-    /// Waits until records below `seq_end` are visible (or can no longer become so).
-    pub async fn wait_visible(&self, visible: Visible, seq_end: u64) {
+    /// Waits until records below `seq_end` are visible, or were rolled back (`true`: look
+    /// again), or never can be (`false`: the log failed or closed; they stay unreadable until
+    /// the broker restarts).
+    pub async fn wait_visible(&self, visible: Visible, seq_end: u64) -> bool {
         match (self, visible) {
             (Store::Durable(log), Visible::Written) => log.wait_reached(seq_end, false).await,
             (Store::Durable(log), Visible::Synced) => log.wait_reached(seq_end, true).await,
-            (Store::Durable(_), Visible::Appended) | (Store::Memory(_), _) => {}
+            (Store::Durable(_), Visible::Appended) | (Store::Memory(_), _) => true,
         }
     }
 

@@ -15,6 +15,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+/// How long a clean stop waits for a topic's log to write and fsync what it holds.
+const STOP_SYNC_MAX: Duration = Duration::from_secs(5);
+
 /// Why a publish was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -23,6 +26,10 @@ pub enum PublishError {
     /// ringsq's `--max-topic-bytes`: the topic's channels still need that much of its log.
     #[error("topic {topic} is full ({bytes} bytes)")]
     Full { topic: String, bytes: u64 },
+    /// A crash lost records some channel's saved state still refers to, and that state could
+    /// not be saved again yet (a full disk): new records would take the lost ones' seqs.
+    #[error("topic {topic} is recovering: channel states could not be saved yet")]
+    Recovering { topic: String },
 }
 
 /// When a publisher may be told `OK`.
@@ -85,6 +92,9 @@ pub struct Topic<I: Io = UringIo> {
     full: Cell<bool>,
     /// (seq, publish time in ns) of the oldest record the log held at the last sync point.
     oldest: Cell<Option<(u64, i64)>>,
+    /// Some channel's saved state refers to records a crash lost, and has not been saved again
+    /// since: publishes wait for that (see [`Topic::repair_channels`]).
+    recovering: Cell<bool>,
 }
 
 impl<I: Io> Topic<I> {
@@ -107,6 +117,18 @@ impl<I: Io> Topic<I> {
                 Visible::Appended
             },
         });
+        let mut guid = GuidFactory::new(cfg.node_id);
+        // Ids continue past those already in the log even if the clock went back.
+        if let Some(newest) = store
+            .log()
+            .and_then(|l| l.segments().iter().map(|s| s.modified).max())
+        {
+            guid.resume_after(
+                newest
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            );
+        }
         Rc::new(Self {
             backlog_start: Cell::new(store.first()),
             name,
@@ -115,7 +137,7 @@ impl<I: Io> Topic<I> {
             channels: RefCell::new(BTreeMap::new()),
             paused: Rc::new(Cell::new(false)),
             pause_at: Rc::new(Cell::new(0)),
-            guid: RefCell::new(GuidFactory::new(cfg.node_id)),
+            guid: RefCell::new(guid),
             arena: RefCell::new(bytes::BytesMut::new()),
             message_count: Cell::new(0),
             message_bytes: Cell::new(0),
@@ -126,6 +148,7 @@ impl<I: Io> Topic<I> {
             deleted: Cell::new(false),
             full: Cell::new(false),
             oldest: Cell::new(None),
+            recovering: Cell::new(false),
         })
     }
 
@@ -145,6 +168,11 @@ impl<I: Io> Topic<I> {
         bodies: &[Bytes],
         defer: Option<Duration>,
     ) -> Result<Ack<I>, PublishError> {
+        if self.recovering.get() {
+            return Err(PublishError::Recovering {
+                topic: self.name.clone(),
+            });
+        }
         self.check_room(bodies)?;
         let now = self.env.cfg.clock.now_ns();
         let deliver_at_ns = defer.map_or(0, |d| {
@@ -384,9 +412,12 @@ impl<I: Io> Topic<I> {
         if seq_end.saturating_sub(written) <= in_memory_max && in_memory_max > 0 {
             return Ack::Now;
         }
+        // The `OK` waits for the records beyond the in-memory budget to be written, and fails
+        // if a full disk rolls back any of this publish's own records (those kept in memory are
+        // not rolled back, so an `OK` that did not wait is never taken back).
         Ack::Wait(AckWait {
             log: log.clone(),
-            ticket: log.ticket(seq_end.saturating_sub(in_memory_max)),
+            ticket: log.ticket_within(seq_end.saturating_sub(in_memory_max), seq_end),
             synced: false,
         })
     }
@@ -480,16 +511,42 @@ impl<I: Io> Topic<I> {
 
     /// Re-creates a channel from its saved state at start-up (from the start of the log when
     /// none is readable: duplicates, never loss).
+    ///
+    /// A channel whose saved state refers to records a crash lost must be saved again before the
+    /// log takes new records: the topic refuses publishes until [`Topic::repair_channels`] did.
     pub fn restore_channel(&self, name: &str, saved: &Saved) {
         let channel = self.new_channel(name, self.store.first());
         if saved.newest().is_none() {
             tracing::error!(topic = %self.name, channel = %name,
                 "no readable channel state: redelivering from the start of the log");
         }
-        channel.restore(saved);
-        channel.dirty.set(saved.newest().is_none());
-        channel.dirty_recent.set(false);
+        let stale = channel.restore(saved);
+        channel.dirty.set(saved.newest().is_none() || stale);
+        channel.dirty_recent.set(stale);
+        if stale {
+            self.recovering.set(true);
+        }
         self.insert_channel(&channel);
+    }
+
+    /// Saves (durably) the state of every channel restored from a state that refers to records
+    /// a crash lost; publishes are taken again once every one is saved. Called at start, before
+    /// the topic serves anyone, and at each sync point while it has not succeeded.
+    pub async fn repair_channels(&self) {
+        if !self.recovering.get() {
+            return;
+        }
+        let mut saved = true;
+        for channel in self.channels() {
+            if channel.dirty.get() && !channel.deleted.get() {
+                if let Err(e) = self.save_channel(&channel).await {
+                    tracing::error!(topic = %self.name, channel = %channel.name,
+                        "saving the channel's state after a crash (publishes wait for it): {e}");
+                    saved = false;
+                }
+            }
+        }
+        self.recovering.set(!saved);
     }
 
     /// Deletes a channel, its state files and its park log (under the topic's create lock: a
@@ -588,6 +645,7 @@ impl<I: Io> Topic<I> {
     }
 
     async fn save_and_retain(&self) {
+        self.repair_channels().await;
         for channel in self.channels() {
             // Whatever would wait past the next sync point moves out of the topic's log first.
             if let Err(e) = channel.park(self.env.cfg.sync_timeout).await {
@@ -668,8 +726,9 @@ impl<I: Io> Topic<I> {
             Some(seq) => seq,
             None => self.backlog_start.get().seq,
         };
+        // Segments' write times come from the storage's clock: compared with the same.
         let retention = self.env.cfg.retention;
-        let written_before = (!retention.is_zero()).then(|| SystemTime::now() - retention);
+        let written_before = (!retention.is_zero()).then(|| self.env.io.now() - retention);
         self.store.retain_from(floor, written_before);
     }
 
@@ -717,8 +776,13 @@ impl<I: Io> Topic<I> {
     /// Saves channel state and closes the log (clean shutdown).
     pub async fn close(&self) {
         if let Some(log) = self.store.log() {
-            if let Err(e) = log.sync().await {
-                tracing::error!(topic = %self.name, "final sync failed: {e}");
+            // On a full disk the records acknowledged from memory wait for space (retried every
+            // half second): a stop waits for them a while, not for ever.
+            match tokio::time::timeout(STOP_SYNC_MAX, log.sync()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(topic = %self.name, "final sync failed: {e}"),
+                Err(_) => tracing::error!(topic = %self.name,
+                    "final sync: records still not written after {STOP_SYNC_MAX:?} (the disk is full?); stopping without them"),
             }
         }
         // Only what changed since its last durable save is written (idle channels cost nothing).

@@ -63,7 +63,9 @@ impl From<&PublishError> for Failure {
                 topic: topic.clone(),
                 bytes: *bytes,
             },
-            PublishError::Storage(e) => Self::Failed(e.to_string()),
+            e @ (PublishError::Storage(_) | PublishError::Recovering { .. }) => {
+                Self::Failed(e.to_string())
+            }
         }
     }
 }

@@ -61,6 +61,11 @@ pub trait Io: Clone + std::fmt::Debug + 'static {
         let _ = path;
         Ok(None)
     }
+    /// The wall clock (segment modification times, which retention by age compares): the
+    /// system's, or a simulated one.
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
     /// This backend's file budget and handle cache: every `open` (and `sync_dir`) takes a slot
     /// from it, waiting while none is free (see [`crate::files`]).
     fn files(&self) -> Rc<Files<Self::File>>;

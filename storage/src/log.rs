@@ -70,6 +70,8 @@ pub struct LogStats {
     pub writes: u64,
     /// Bytes written to segment files (headers included).
     pub bytes_written: u64,
+    /// Bytes of records held in memory: the tail cache, and every record not yet written.
+    pub cache_bytes: usize,
 }
 
 /// State shared by the handles and the writer task. Never borrowed across an `.await`.
@@ -220,6 +222,8 @@ pub struct SegmentSummary {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
     seq_end: u64,
+    /// A roll-back below this fails the ticket (its caller's records are gone).
+    claim_end: u64,
     gen: u64,
 }
 
@@ -370,8 +374,17 @@ impl<I: Io> Log<I> {
     /// it remembers the ENOSPC roll-back generation, so records failed by a roll-back are never
     /// mistaken for later records that reuse their sequence numbers.
     pub fn ticket(&self, seq_end: u64) -> Ticket {
+        self.ticket_within(seq_end, seq_end)
+    }
+
+    /// A ticket that is done once the records below `seq_end` are written (or fdatasynced),
+    /// and fails if a roll-back takes any record below `claim_end` (`>= seq_end`): for a caller
+    /// that may answer before its own records are written (they may wait in memory) but must
+    /// never answer for records that were failed.
+    pub fn ticket_within(&self, seq_end: u64, claim_end: u64) -> Ticket {
         Ticket {
             seq_end,
+            claim_end: claim_end.max(seq_end),
             gen: self.shared().state.borrow().rollback_gen,
         }
     }
@@ -380,7 +393,7 @@ impl<I: Io> Log<I> {
     /// `synced`, fdatasynced), `Some(Err)` if they failed, `None` while pending.
     pub fn ticket_state(&self, ticket: Ticket, synced: bool) -> Option<Result<()>> {
         let st = self.shared().state.borrow();
-        if let Some(e) = st.rolled_back(ticket.seq_end, ticket.gen) {
+        if let Some(e) = st.rolled_back(ticket.claim_end, ticket.gen) {
             return Some(Err(e));
         }
         let reached = if synced {
@@ -422,10 +435,11 @@ impl<I: Io> Log<I> {
     }
 
     /// Resolves once `written()` (with `synced`, `synced()`) reaches `seq_end`, or once that can
-    /// no longer happen by waiting (the log failed, closed, or rolled back below `seq_end`).
-    /// Unlike [`Log::wait_synced`] it asks for no fdatasync: readers that may only see durable
-    /// records wait here for the writers' policy to get there.
-    pub async fn wait_reached(&self, seq_end: u64, synced: bool) {
+    /// no longer happen by waiting: `true` when it got there or was rolled back below `seq_end`
+    /// (look again), `false` when the log failed or closed (it never will: waiting again would
+    /// spin). Unlike [`Log::wait_synced`] it asks for no fdatasync: readers that may only see
+    /// durable records wait here for the writers' policy to get there.
+    pub async fn wait_reached(&self, seq_end: u64, synced: bool) -> bool {
         let shared = self.shared();
         loop {
             let notified = shared.progress.notified();
@@ -433,13 +447,12 @@ impl<I: Io> Log<I> {
             notified.as_mut().enable();
             {
                 let st = shared.state.borrow();
+                if st.error.is_some() || st.writer_done {
+                    return false;
+                }
                 let reached = if synced { st.synced } else { st.written };
-                if reached.seq >= seq_end
-                    || st.end.seq < seq_end
-                    || st.error.is_some()
-                    || st.writer_done
-                {
-                    return;
+                if reached.seq >= seq_end || st.end.seq < seq_end {
+                    return true;
                 }
             }
             notified.await;
@@ -558,6 +571,7 @@ impl<I: Io> Log<I> {
             segments: st.segments.len(),
             bytes_on_disk: st.segments.iter().map(SegmentInfo::file_len).sum(),
             records: st.end.seq - st.first().seq,
+            cache_bytes: st.cache_bytes,
             ..st.stats
         }
     }

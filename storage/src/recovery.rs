@@ -434,7 +434,7 @@ async fn plan_segments<I: Io>(
                     seq: next.base_seq,
                     offset: next.base_offset,
                 },
-                modified: SystemTime::now(),
+                modified: io.now(),
             },
             Some(next) => {
                 let start = (base, SEGMENT_HEADER_BYTES_U64);
@@ -452,7 +452,7 @@ async fn plan_segments<I: Io>(
                     path: seg.path.clone(),
                     base,
                     end,
-                    modified: SystemTime::now(),
+                    modified: io.now(),
                 }
             }
             None => {
@@ -475,7 +475,7 @@ async fn plan_segments<I: Io>(
                     path: seg.path.clone(),
                     base,
                     end,
-                    modified: SystemTime::now(),
+                    modified: io.now(),
                 }
             }
         };

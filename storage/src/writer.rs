@@ -19,7 +19,6 @@ use crate::recovery::{Recovered, SegmentInfo};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::SystemTime;
 use tokio::time::Instant;
 
 /// Most bytes gathered into one write (the write buffer, kept per log, grows to this).
@@ -81,7 +80,7 @@ pub(crate) async fn open_current<I: Io>(
             path: current.path.clone(),
             base,
             end: base,
-            modified: SystemTime::now(),
+            modified: io.now(),
         });
         return Ok(Opened {
             current,
@@ -379,7 +378,7 @@ impl<I: Io> Writer<I> {
         st.written = end;
         if let Some(segment) = st.segments.back_mut() {
             segment.end = end;
-            segment.modified = SystemTime::now();
+            segment.modified = self.shared.io.now();
         }
         st.stats.writes += 1;
         st.stats.bytes_written += len;
@@ -441,7 +440,7 @@ impl<I: Io> Writer<I> {
                 path: path.clone(),
                 base,
                 end: base,
-                modified: SystemTime::now(),
+                modified: self.shared.io.now(),
             });
         }
         tracing::debug!("rolled to segment {}", path.display());

@@ -79,7 +79,7 @@ async fn publish(
     let ack = topic.publish(&bodies, defer).map_err(|e| match e {
         // ringsq's `--max-topic-bytes`: HTTP 507 Insufficient Storage.
         PublishError::Full { .. } => ApiError::new(507, "TOPIC_FULL"),
-        PublishError::Storage(e) => exiting(&e),
+        e @ (PublishError::Storage(_) | PublishError::Recovering { .. }) => exiting(&e),
     })?;
     if let Ack::Wait(wait) = ack {
         wait.wait().await.map_err(|e| exiting(&e))?;

@@ -47,9 +47,16 @@ impl<I: Io> Channel<I> {
             match self.pump().await {
                 Ok(Pumped::Idle) => self.wake_dispatch.notified().await,
                 Ok(Pumped::WaitLog(seq_end)) => {
-                    tokio::select! {
-                        () = self.wake_dispatch.notified() => {}
-                        () = self.store.wait_visible(self.cfg.visible, seq_end) => {}
+                    let progress = tokio::select! {
+                        biased;
+                        () = self.wake_dispatch.notified() => true,
+                        progress = self.store.wait_visible(self.cfg.visible, seq_end) => progress,
+                    };
+                    if !progress {
+                        // The log stopped (an fsync or write error): what it holds past the
+                        // visible end never becomes visible. Only a wake (a FIN, a requeue,
+                        // the channel's deletion) can give the dispatcher other work.
+                        self.wake_dispatch.notified().await;
                     }
                 }
                 Err(e) => {

@@ -50,6 +50,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// The hash maps' hasher: fixed keys, so that a run is repeatable (the simulation replays a
+/// seed exactly). Their keys are ids and positions the broker made, never a client's choice.
+type Fixed = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+
 /// Most bytes of records a channel reads ahead of its consumers (one read of the log).
 pub const READ_AHEAD_BYTES_MAX: usize = 256 * 1024;
 /// Most records one read-ahead holds.
@@ -131,9 +135,9 @@ struct State {
     taken_ahead: BTreeSet<u64>,
     requeued: VecDeque<Pending>,
     /// By key: the message, when it is due, and that as wall-clock ns (what is saved).
-    deferred: HashMap<Key, (Pending, Instant, u64)>,
+    deferred: HashMap<Key, (Pending, Instant, u64), Fixed>,
     deferred_deadlines: BinaryHeap<Reverse<(Instant, Key)>>,
-    in_flight: HashMap<MessageId, InFlight, foldhash::fast::RandomState>,
+    in_flight: HashMap<MessageId, InFlight, foldhash::fast::FixedState>,
     in_flight_deadlines: BinaryHeap<Reverse<(Instant, MessageId)>>,
     /// Records read again for requeued messages, kept for their neighbours.
     reread: VecDeque<Record>,
@@ -513,6 +517,14 @@ impl<I: Io> Channel<I> {
         self.state.borrow().in_flight.len()
     }
 
+    /// Bytes of records the channel holds: its read-ahead and its re-read window (bounded by
+    /// [`READ_AHEAD_BYTES_MAX`] and [`REREAD_BYTES_MAX`], or one record if it is larger).
+    pub fn held_bytes(&self) -> (usize, usize) {
+        let st = self.state.borrow();
+        let bytes = |records: &VecDeque<Record>| records.iter().map(|r| r.data.len()).sum();
+        (bytes(&st.prefetch), bytes(&st.reread))
+    }
+
     pub fn deferred_count(&self) -> usize {
         self.state.borrow().deferred.len()
     }
@@ -531,11 +543,16 @@ impl<I: Io> Channel<I> {
         self.lwm_hint.get()
     }
 
-    /// Rewinds the cursor to `to` (an earlier record of the topic's log, or a later one): the
-    /// channel delivers again everything from there, finished or not. What is in flight,
-    /// deferred or requeued stays so (a message may come twice: NSQ is at-least-once).
+    /// Rewinds the cursor to `to`, an earlier record of the topic's log: the channel delivers
+    /// again everything from there, finished or not. What is in flight, deferred or requeued
+    /// stays so (a message may come twice: NSQ is at-least-once). A rewind never moves the
+    /// cursor forward: a channel whose cursor is before `to` delivers everything from there
+    /// anyway, and jumping would skip messages it has not delivered yet.
     pub fn rewind(&self, to: Position) {
         let mut st = self.state.borrow_mut();
+        if to.seq >= st.cursor().seq {
+            return;
+        }
         st.prefetch.clear();
         st.reread.clear();
         st.read_pos = to;

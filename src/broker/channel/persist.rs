@@ -396,12 +396,23 @@ impl<I: Io> Channel<I> {
     /// back), and every outstanding message, by position only — due ones requeued, deferred ones
     /// deferred again; their records are read when they are delivered. Entries whose records the
     /// log no longer has are reported and dropped.
-    pub fn restore(&self, saved: &Saved) {
+    ///
+    /// Returns whether the saved state refers past the log's end (records lost in a crash). It
+    /// must then be saved again before the log takes new records: they take those seqs, and a
+    /// later restart from the stale state would take them for the lost ones (skip them, or
+    /// redeliver an outstanding entry from a record that is not its own).
+    pub fn restore(&self, saved: &Saved) -> bool {
         let Some(snap) = saved.newest() else {
-            return;
+            return false;
         };
         let first = self.store.first();
         let end = self.store.end();
+        let past_end = snap.cursor.seq > end.seq
+            || snap
+                .outstanding
+                .iter()
+                .any(|o| o.source == Source::Topic && o.seq >= end.seq)
+            || snap.skip.iter().any(|s| s.to.seq > end.seq);
         self.generation.set(
             [&saved.durable, &saved.recent]
                 .into_iter()
@@ -439,6 +450,7 @@ impl<I: Io> Channel<I> {
         self.low_water_mark();
         self.wake_timer.notify_one();
         self.wake();
+        past_end
     }
 }
 

@@ -19,6 +19,7 @@ impl<I: Io> Channel<I> {
             match next {
                 Some(at) => {
                     tokio::select! {
+                        biased;
                         () = tokio::time::sleep_until(at) => {}
                         () = self.wake_timer.notified() => {}
                     }

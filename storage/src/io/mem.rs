@@ -11,12 +11,13 @@
 use super::{Io, IoFile, OpenMode};
 use crate::files::{Files, Slot};
 use crate::health::WriteHealth;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::SystemTime;
 
 /// An operation a fault can be attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +93,8 @@ pub struct MemIo {
     state: Rc<RefCell<State>>,
     files: Rc<Files<MemFile>>,
     health: Rc<WriteHealth>,
+    /// A simulated wall clock: this time at that tokio instant, moving with tokio's time.
+    clock: Rc<Cell<Option<(SystemTime, tokio::time::Instant)>>>,
 }
 
 /// A file of a [`MemIo`] disk.
@@ -182,9 +185,20 @@ impl MemIo {
         io
     }
 
+    /// From now on [`Io::now`] reads `now` and moves with tokio's (paused, simulated) time, so
+    /// a run with a simulated clock is repeatable. Kept by [`MemIo::crash`].
+    pub fn set_clock(&self, now: SystemTime) {
+        self.clock.set(Some((now, tokio::time::Instant::now())));
+    }
+
     /// Makes the next operation of kind `op` fail with `fault`. Faults queue up in order.
     pub fn fail_next(&self, op: Op, fault: Fault) {
         self.state.borrow_mut().faults.push_back((op, fault));
+    }
+
+    /// Bytes all files hold now (what [`MemIo::set_space_bytes_max`] counts).
+    pub fn used_bytes(&self) -> u64 {
+        self.state.borrow().used_bytes()
     }
 
     /// Removes every scripted fault not yet triggered.
@@ -241,6 +255,7 @@ impl MemIo {
         new.names = names;
         MemIo {
             state: Rc::new(RefCell::new(new)),
+            clock: Rc::new(Cell::new(self.clock.get())),
             ..MemIo::default()
         }
     }
@@ -411,11 +426,20 @@ impl Io for MemIo {
         if !s.dirs.contains(path) {
             return Err(err(libc::ENOENT));
         }
+        // Files and directories, as `readdir` lists them.
         Ok(s.names
             .keys()
+            .chain(s.dirs.iter())
             .filter(|p| p.parent() == Some(path))
             .filter_map(|p| p.file_name().map(std::ffi::OsStr::to_os_string))
             .collect())
+    }
+
+    fn now(&self) -> SystemTime {
+        match self.clock.get() {
+            Some((at, start)) => at + start.elapsed(),
+            None => SystemTime::now(),
+        }
     }
 
     fn files(&self) -> Rc<Files<MemFile>> {

@@ -1,7 +1,7 @@
 //! A topic: one store (its log, written once per message), its channels (cursors over it), and
 //! the publish path with the ack policy that decides how long an `OK` waits for the disk.
 
-use super::channel::{Channel, ChannelConfig, Saved, TopicLink};
+use super::channel::{Channel, ChannelConfig, ChannelDirs, Saved, TopicLink};
 use super::guid::GuidFactory;
 use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
@@ -97,6 +97,8 @@ impl<I: Io> Topic<I> {
             mem_queue_size: cfg.mem_queue_size,
             max_msg_timeout: cfg.max_msg_timeout,
             max_channel_consumers: cfg.max_channel_consumers,
+            max_attempts: cfg.max_attempts,
+            message_ttl: cfg.message_ttl,
             e2e: cfg.e2e.clone(),
             clock: cfg.clock,
             visible: if cfg.ack_after_sync {
@@ -457,16 +459,17 @@ impl<I: Io> Topic<I> {
             paused: Rc::clone(&self.paused),
             pause_at: Rc::clone(&self.pause_at),
         };
+        let data = self.env.cfg.data_path.as_ref();
+        let dirs = ChannelDirs {
+            park: data.map(|data| paths::channel_park_dir(data, &self.name, name)),
+            dead: data.map(|data| paths::channel_dead_dir(data, &self.name, name)),
+        };
         Channel::new(
             name.to_owned(),
             link,
             Rc::clone(&self.channel_cfg),
             start,
-            self.env
-                .cfg
-                .data_path
-                .as_ref()
-                .map(|data| paths::channel_park_dir(data, &self.name, name)),
+            dirs,
             self.env.io.clone(),
         )
     }
@@ -479,17 +482,27 @@ impl<I: Io> Topic<I> {
     }
 
     /// Re-creates a channel from its saved state at start-up (from the start of the log when
-    /// none is readable: duplicates, never loss).
-    pub fn restore_channel(&self, name: &str, saved: &Saved) {
+    /// none is readable: duplicates, never loss), less what went to its dead letters after that
+    /// state was saved.
+    pub async fn restore_channel(
+        &self,
+        name: &str,
+        saved: &Saved,
+    ) -> Result<(), ringsq_storage::Error> {
         let channel = self.new_channel(name, self.store.first());
         if saved.newest().is_none() {
             tracing::error!(topic = %self.name, channel = %name,
                 "no readable channel state: redelivering from the start of the log");
         }
-        channel.restore(saved);
+        let saved_end = saved
+            .newest()
+            .map(|s| ringsq_storage::Position::from(s.dead.end));
+        let dead = channel.read_dead_since(saved_end).await?;
+        channel.restore(saved, &dead);
         channel.dirty.set(saved.newest().is_none());
         channel.dirty_recent.set(false);
         self.insert_channel(&channel);
+        Ok(())
     }
 
     /// Deletes a channel, its state files and its park log (under the topic's create lock: a
@@ -516,14 +529,20 @@ impl<I: Io> Topic<I> {
             });
         self.retain();
         let io = &self.env.io;
-        match (channel.take_park_log(), channel.park_dir()) {
-            (Some(log), _) => {
-                if let Err(e) = log.destroy().await {
-                    tracing::error!(topic = %self.name, channel = %name, "removing the park log: {e}");
+        let logs = [
+            ("park log", channel.take_park_log(), channel.park_dir()),
+            ("dead letters", channel.take_dead_log(), channel.dead_dir()),
+        ];
+        for (what, log, dir) in logs {
+            match (log, dir) {
+                (Some(log), _) => {
+                    if let Err(e) = log.destroy().await {
+                        tracing::error!(topic = %self.name, channel = %name, "removing the {what}: {e}");
+                    }
                 }
+                (None, Some(dir)) => paths::remove_logged(io, dir).await,
+                (None, None) => {}
             }
-            (None, Some(dir)) => paths::remove_logged(io, dir).await,
-            (None, None) => {}
         }
         if let (false, Some(data)) = (channel.ephemeral, &self.env.cfg.data_path) {
             let path = paths::channel_file(data, &self.name, name);
@@ -546,8 +565,13 @@ impl<I: Io> Topic<I> {
         Some(paths::channel_file(data, &self.name, &channel.name))
     }
 
+    /// Where a channel's state is saved (`None` for ephemeral channels).
+    pub fn state_path(&self, channel: &Channel<I>) -> Option<PathBuf> {
+        self.channel_path(channel)
+    }
+
     /// Saves a channel's state durably (nothing for ephemeral channels).
-    async fn save_channel(&self, channel: &Channel<I>) -> Result<(), ringsq_storage::Error> {
+    pub async fn save_channel(&self, channel: &Channel<I>) -> Result<(), ringsq_storage::Error> {
         match self.channel_path(channel) {
             Some(path) => channel.save_durable(&path).await,
             None => Ok(()),
@@ -721,13 +745,24 @@ impl<I: Io> Topic<I> {
                 tracing::error!(topic = %self.name, "final sync failed: {e}");
             }
         }
+        for c in self.channels() {
+            // What died is written now (else it would be delivered again after the restart).
+            if let Err(e) = c.commit_dying().await {
+                tracing::error!(topic = %self.name, channel = %c.name, "writing dead letters: {e}");
+            }
+        }
         // Only what changed since its last durable save is written (idle channels cost nothing).
         self.save_and_retain().await;
         for c in self.channels() {
             c.stop();
-            if let Some(log) = c.take_park_log() {
-                if let Err(e) = log.close().await {
-                    tracing::error!(topic = %self.name, channel = %c.name, "closing park log: {e}");
+            for (what, log) in [
+                ("park log", c.take_park_log()),
+                ("dead letters", c.take_dead_log()),
+            ] {
+                if let Some(log) = log {
+                    if let Err(e) = log.close().await {
+                        tracing::error!(topic = %self.name, channel = %c.name, "closing {what}: {e}");
+                    }
                 }
             }
         }

@@ -433,6 +433,7 @@ impl<I: Io> Topic<I> {
             self.store.end()
         };
         let channel = self.new_channel(name, start);
+        channel.adopt_dead().await?;
         // The backlog a first channel takes reaches it now (nsqd's topic pump puts it there).
         let backlog = self.store.end().seq.saturating_sub(start.seq);
         channel.counters.message_count.set(backlog);
@@ -462,7 +463,10 @@ impl<I: Io> Topic<I> {
         let data = self.env.cfg.data_path.as_ref();
         let dirs = ChannelDirs {
             park: data.map(|data| paths::channel_park_dir(data, &self.name, name)),
-            dead: data.map(|data| paths::channel_dead_dir(data, &self.name, name)),
+            // An ephemeral topic has no files: its channels keep no dead letters.
+            dead: data
+                .filter(|_| !self.ephemeral)
+                .map(|data| paths::channel_dead_dir(data, &self.name, name)),
         };
         Channel::new(
             name.to_owned(),

@@ -26,7 +26,8 @@
 //!
 //! # Memory and reads
 //!
-//! In memory: the dying list (at most [`DYING_MAX`] messages: delivery waits while it is full),
+//! In memory: the dying list (at most [`DYING_MAX`] messages and [`DYING_BYTES_MAX`] of records
+//! kept for them: delivery waits while it is full),
 //! the book (two positions, and one range per run of letters removed one by one above the
 //! floor: at most one per letter still listed, none when letters are removed oldest first or all
 //! at once). Listing reads the log from its first retained record up to the letters it returns
@@ -67,8 +68,10 @@ pub const DEAD_HEADER_BYTES: usize = 21;
 const DEAD_SEGMENT_BYTES_MAX: u64 = 8 << 20;
 /// Letters are read back in order, rarely: a small read cache.
 const DEAD_CACHE_BYTES_MAX: usize = 1 << 20;
-/// Most messages waiting to be written to the dead letters; delivery waits while it is full.
+/// Most messages waiting to be written to the dead letters; delivery waits while it is full...
 pub const DYING_MAX: usize = 4096;
+/// ...or while the records kept for them (expired messages, read at delivery) pass this.
+pub const DYING_BYTES_MAX: usize = 8 << 20;
 /// One read of the dead-letter log takes at most this many records...
 const DEAD_READ_RECORDS_MAX: usize = 256;
 /// ...and this many bytes.
@@ -187,6 +190,18 @@ pub(super) struct Dying {
     record: Option<Bytes>,
 }
 
+impl super::State {
+    /// Keeps the dying messages `keep` says (and the count of bytes they hold right).
+    pub(super) fn retain_dying(&mut self, keep: impl Fn(&Dying) -> bool) {
+        self.dying.retain(keep);
+        self.dying_bytes = self
+            .dying
+            .iter()
+            .map(|d| d.record.as_ref().map_or(0, Bytes::len))
+            .sum();
+    }
+}
+
 /// A dead letter as the HTTP API lists it (sendable: it may cross shards).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -273,6 +288,7 @@ impl DeadBook {
 
     /// Removes every letter below `to` (all of them when `to` is the end).
     fn remove_below(&mut self, to: Position) {
+        self.dropped = 0;
         if to.seq <= self.floor.seq {
             return;
         }
@@ -286,7 +302,6 @@ impl DeadBook {
             }
         }
         self.floor = to;
-        self.dropped = 0;
         self.settle_floor();
     }
 
@@ -417,19 +432,23 @@ impl<I: Io> Channel<I> {
             return;
         }
         let dead_at_ns = self.cfg.clock.now_ns();
-        self.state.borrow_mut().dying.push(Dying {
+        let mut st = self.state.borrow_mut();
+        st.dying_bytes += record.as_ref().map_or(0, Bytes::len);
+        st.dying.push(Dying {
             pending: p,
             reason,
             dead_at_ns,
             record,
         });
+        drop(st);
         self.mark_dirty();
         self.wake_dead.notify_one();
     }
 
     /// Delivery waits while this many messages wait for their dead-letter records.
     pub(super) fn dying_full(&self) -> bool {
-        self.state.borrow().dying.len() >= DYING_MAX
+        let st = self.state.borrow();
+        st.dying.len() >= DYING_MAX || st.dying_bytes >= DYING_BYTES_MAX
     }
 
     /// The dead-letter task: writes what died, batch by batch (ends when the channel is
@@ -494,8 +513,7 @@ impl<I: Io> Channel<I> {
         }
         self.state
             .borrow_mut()
-            .dying
-            .retain(|d| !done.contains(&d.pending.key()));
+            .retain_dying(|d| !done.contains(&d.pending.key()));
         // Only this task appends (under the lock): the log's end is this batch's.
         self.dead.borrow_mut().end = log.end();
         self.mark_dirty();
@@ -547,6 +565,18 @@ impl<I: Io> Channel<I> {
         // Opened meanwhile by another task: keep the first.
         let mut slot = self.dead_log.borrow_mut();
         Ok(slot.get_or_insert(log).clone())
+    }
+
+    /// A new channel that finds dead letters left by an earlier one of its name (its state file
+    /// lost) keeps them, all listed: letters are never deleted but on request.
+    pub(crate) async fn adopt_dead(&self) -> Result<(), Error> {
+        let since = self.read_dead_since(None).await?;
+        if since.end.seq > since.first.seq {
+            tracing::warn!(topic = %self.topic_name, channel = %self.name,
+                "found {} dead letter(s) of an earlier channel of this name: kept", since.end.seq - since.first.seq);
+        }
+        self.dead.borrow_mut().restore(None, &since);
+        Ok(())
     }
 
     /// At start: opens the dead-letter log if the channel has one and reads the letters written

@@ -161,6 +161,8 @@ struct State {
     /// Outstanding messages going to the dead letters: each stays here until its dead-letter
     /// record is fsynced (see `dead.rs`).
     dying: Vec<dead::Dying>,
+    /// Bytes of the records kept in `dying`.
+    dying_bytes: usize,
 }
 
 /// Counters reported by `/stats`.
@@ -546,7 +548,7 @@ impl<I: Io> Channel<I> {
         st.reread.clear();
         // Going to the dead letters too: their letters may still be written, as if they had
         // died a moment earlier.
-        st.dying.clear();
+        st.retain_dying(|_| false);
         st.epoch += 1;
         let consumers = st.consumers.clone();
         drop(st);
@@ -756,7 +758,7 @@ impl State {
         let seq = to.seq;
         let gone_from = |p: &Pending| p.source == Source::Topic && p.pos.seq >= seq;
         let before = self.deferred.len() + self.in_flight.len() + self.requeued.len();
-        self.dying.retain(|d| !gone_from(&d.pending));
+        self.retain_dying(|d| !gone_from(&d.pending));
         self.deferred.retain(|_, (p, _, _)| !gone_from(p));
         let mut clients = Vec::new();
         self.in_flight.retain(|_, f| {

@@ -356,14 +356,14 @@ fn expired_messages_go_to_the_letters_while_fresh_ones_flow() {
         config(&b, "t", "c"),
         json!({"max_attempts": 0, "message_ttl": "1s"})
     );
-    let mut p = RawConn::connect(b.tcp_addr());
+    let mut publisher = RawConn::connect(b.tcp_addr());
     // Due after 2 s, by when it is older than the TTL.
-    p.dpub("t", 2000, b"stale");
-    p.expect_ok();
+    publisher.dpub("t", 2000, b"stale");
+    publisher.expect_ok();
     let mut fresh = 0u64;
     let listing = wait_for(WAIT, "the stale message among the dead letters", || {
         let body = format!("fresh-{fresh}");
-        p.publish("t", body.as_bytes());
+        publisher.publish("t", body.as_bytes());
         let m = c.read_msg();
         assert_eq!(
             (m.attempts, String::from_utf8_lossy(&m.body)),
@@ -410,6 +410,37 @@ fn deleting_a_channel_deletes_its_letters() {
     assert!(!dir.exists(), "{} left behind", dir.display());
     post_ok(&b, "/channel/create?topic=t&channel=c");
     assert_eq!(dead_count(&b, "t", "c"), 0);
+}
+
+#[test]
+fn ringsq_check_verifies_the_letters_and_counts_those_listed() {
+    let mut b = Broker::start(&["--max-attempts", "1"]);
+    let mut c = RawConn::subscriber(b.tcp_addr(), "t", "c");
+    c.rdy(1);
+    let listing = make_letters(&b, &mut c, &["a", "b", "c"]);
+    drop(c);
+    let b_id = listing["messages"][1]["id"].as_str().unwrap().to_owned();
+    post_ok(
+        &b,
+        &format!("/channel/dead/empty?topic=t&channel=c&id={b_id}"),
+    );
+    b.stop();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringsq"))
+        .args(["check", "--json", "--data-path"])
+        .arg(b.data_path())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let channel = &report["topics"][0]["channels"][0];
+    assert_eq!(channel["name"], "c");
+    let letters = &channel["dead_letters"];
+    assert_eq!(
+        (letters["letters"].as_u64(), letters["listed"].as_u64()),
+        (Some(3), Some(2)),
+        "{report:#}"
+    );
+    assert_eq!(report["problems"], json!([]));
 }
 
 /// (status, message) of an error answer, checking nsqd's JSON shape.

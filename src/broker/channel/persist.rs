@@ -351,13 +351,11 @@ impl Reader<'_> {
         })
     }
 
-    /// An optional field: a presence byte (0 or 1), then the value (always there).
-    fn optional<T>(&mut self, value: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        let present = self.u8()?;
-        let v = value(self)?;
-        match present {
-            0 => Some(None),
-            1 => Some(Some(v)),
+    /// A presence byte: 0 or 1.
+    fn present(&mut self) -> Option<bool> {
+        match self.u8()? {
+            0 => Some(false),
+            1 => Some(true),
             _ => None,
         }
     }
@@ -366,8 +364,10 @@ impl Reader<'_> {
     fn version_3(&mut self, snap: &mut ChannelSnapshot) -> Option<()> {
         snap.dead.end = self.pos()?;
         snap.dead.floor = self.pos()?;
-        snap.config.max_attempts = self.optional(Self::u16)?;
-        snap.config.message_ttl_ns = self.optional(Self::u64)?;
+        let (present, n) = (self.present()?, self.u16()?);
+        snap.config.max_attempts = present.then_some(n);
+        let (present, ns) = (self.present()?, self.u64()?);
+        snap.config.message_ttl_ns = present.then_some(ns);
         let r = usize::try_from(self.u32()?).ok()?;
         let t = usize::try_from(self.u32()?).ok()?;
         let rest = r

@@ -1,8 +1,9 @@
 //! A channel: a cursor over its topic's store, plus what it has handed out and not yet finished.
 //!
 //! Every message a channel has taken from the store and not finished is *outstanding*, in exactly
-//! one of three places: in flight to a client (with a deadline), deferred (REQ with a delay, or a
-//! DPUB not yet due), or requeued (due now, waiting for a ready client). The oldest of their
+//! one of four places: in flight to a client (with a deadline), deferred (REQ with a delay, or a
+//! DPUB not yet due), requeued (due now, waiting for a ready client), or dying (going to the dead
+//! letters: outstanding until its letter is on disk, see `dead.rs`). The oldest of their
 //! records and the cursor make the low-water mark — the oldest record this channel still needs
 //! (computed when asked, at sync points: nothing is kept per message for it). That mark is what
 //! lets the topic delete old segments, and it is what a restart resumes

@@ -341,10 +341,11 @@ impl DeadBook {
         }
         for r in &saved.removed {
             let to = Position::from(r.to);
-            if r.seq >= self.floor.seq && r.seq < to.seq && to.seq <= self.end.seq {
-                let run = to.seq - r.seq;
-                if self.removed.insert(r.seq, to).is_none() {
-                    self.removed_count += run;
+            // A run the log's start cuts keeps its part above it.
+            let from = r.seq.max(self.floor.seq);
+            if from < to.seq && to.seq <= self.end.seq {
+                if self.removed.insert(from, to).is_none() {
+                    self.removed_count += to.seq - from;
                 }
             }
         }
@@ -746,8 +747,10 @@ impl<I: Io> Channel<I> {
 
     /// Moves the letters `pick` names back into the channel (requeued, attempts starting over),
     /// [`REQUEUE_BATCH_MAX`] at a time: their messages are appended to the park log and fsynced,
-    /// then they are requeued and the letters removed in one change, saved durably at `path`.
-    /// Returns how many went back.
+    /// then they are requeued and the letters removed in one change; the state is saved durably
+    /// at `path` once all are. A crash before that save leaves every letter listed (and unused
+    /// copies in the park log): a letter requeued and delivered meanwhile may be requeued and
+    /// delivered again, never lost. Returns how many went back.
     pub async fn requeue_dead(&self, pick: Pick, path: Option<&Path>) -> Result<u64, Error> {
         let _one_at_a_time = self.dead_op_lock.lock().await;
         let Some(log) = self.dead_log.borrow().clone() else {
@@ -771,16 +774,20 @@ impl<I: Io> Channel<I> {
             })
             .await?;
             let last = next.seq >= end.seq || batch.is_empty();
-            requeued += self.requeue_batch(batch, path).await?;
+            requeued += self.requeue_batch(batch).await?;
             if last {
                 break;
             }
             from = next;
         }
+        let mut changed = requeued > 0;
         if pick == Pick::All && self.dead.borrow().floor.seq < end.seq {
             // What is left below the end could not be read (damaged): it goes too.
             self.dead.borrow_mut().remove_below(end);
             self.mark_dirty();
+            changed = true;
+        }
+        if changed {
             self.save_removal(path).await?;
         }
         Ok(requeued)
@@ -790,7 +797,6 @@ impl<I: Io> Channel<I> {
     async fn requeue_batch(
         &self,
         batch: Vec<(u64, Position, StoredMessage)>,
-        path: Option<&Path>,
     ) -> Result<u64, Error> {
         if batch.is_empty() {
             return Ok(0);
@@ -826,7 +832,6 @@ impl<I: Io> Channel<I> {
             }
         }
         self.mark_dirty();
-        self.save_removal(path).await?;
         self.wake();
         Ok(n)
     }

@@ -294,7 +294,7 @@ impl DeadBook {
         }
         let above = self.removed.split_off(&to.seq);
         for (from, end) in std::mem::replace(&mut self.removed, above) {
-            self.removed_count -= end.seq - from;
+            self.removed_count = self.removed_count.saturating_sub(end.seq - from);
             if end.seq > to.seq {
                 // A run across `to`: its part above stays.
                 self.removed.insert(to.seq, end);
@@ -308,7 +308,7 @@ impl DeadBook {
     /// Moves the floor past a run of removed letters that starts at it.
     fn settle_floor(&mut self) {
         while let Some(to) = self.removed.remove(&self.floor.seq) {
-            self.removed_count -= to.seq - self.floor.seq;
+            self.removed_count = self.removed_count.saturating_sub(to.seq - self.floor.seq);
             self.floor = to;
         }
     }
@@ -339,14 +339,16 @@ impl DeadBook {
         if floor.seq > self.floor.seq && floor.seq <= self.end.seq {
             self.floor = floor;
         }
+        // Runs in order and apart, as saved (anything else a file holds is cut to that).
+        let mut above = self.floor.seq;
         for r in &saved.removed {
             let to = Position::from(r.to);
             // A run the log's start cuts keeps its part above it.
-            let from = r.seq.max(self.floor.seq);
+            let from = r.seq.max(above);
             if from < to.seq && to.seq <= self.end.seq {
-                if self.removed.insert(from, to).is_none() {
-                    self.removed_count += to.seq - from;
-                }
+                self.removed.insert(from, to);
+                self.removed_count += to.seq - from;
+                above = to.seq;
             }
         }
         self.settle_floor();
@@ -1020,5 +1022,18 @@ mod tests {
         };
         again.restore(Some(&saved), &short);
         assert_eq!((again.floor, again.count()), (pos(2), 7));
+        // Runs that overlap (no state of ours has them) are cut apart, never counted twice.
+        let overlapping = SnapDead {
+            end: pos(30).into(),
+            floor: pos(0).into(),
+            removed: [(5, 10), (7, 12), (3, 4)]
+                .map(|(seq, to)| SnapSkip {
+                    seq,
+                    to: pos(to).into(),
+                })
+                .to_vec(),
+        };
+        again.restore(Some(&overlapping), &since);
+        assert_eq!(again.count(), 30 - 7, "5..12 removed");
     }
 }

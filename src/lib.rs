@@ -7,7 +7,7 @@
 //! | [`app`] | the process: start and stop, listeners, the HTTP API, nsqlookupd and statsd loops, `/stats`, configuration, the offline tools |
 //! | [`shard`] | one `io_uring` runtime per core: the queues between them, forwarded publishes, connections moving |
 //! | [`connection`] | one NSQ V2 client connection: reader, session (the commands), writer, TLS, compression |
-//! | [`broker`] | topics, channels (cursors, in flight, deferred, parked), messages; no sockets, no threads; generic over the storage's `Io` |
+//! | [`broker`] | topics, channels (cursors, in flight, deferred, parked, dead letters), messages; no sockets, no threads; generic over the storage's `Io` |
 //! | [`protocol`], [`options`] | the NSQ V2 codec (pure, fuzzed); nsqd's flags |
 //! | `ringsq-storage` | the log: segments, records, fsync policy, recovery (its own crate) |
 //!

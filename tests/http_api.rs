@@ -547,6 +547,7 @@ fn stats_json_has_nsqadmins_shape() {
             ("e2e_processing_latency", "object"),
             ("lag_messages", "int"),
             ("lag_seconds", "int"),
+            ("dead_count", "int"),
         ],
     );
     assert_eq!(

@@ -16,13 +16,15 @@
 //!   `message_count` (`/stats`) is the number of publishes acknowledged in this session;
 //! - what a channel holds in memory stays within its documented bounds (read-ahead, re-read
 //!   window), and so does each topic's cache;
-//! - every channel created (durably, before its creation returned) still exists after a crash.
+//! - every channel created (durably, before its creation returned) still exists after a crash;
+//! - a message listed in a channel's dead letters (`--max-attempts`, `--message-ttl`, in
+//!   some seeds) is not delivered there again unless the dead letters are requeued.
 //!
 //! And at the end, after a clean restart and draining every channel with a consumer that
 //! finishes everything: every
 //! acknowledged message that the ack policy promises to keep through the crashes that happened
-//! was finished on every channel that existed before it was published (and was not emptied or
-//! deleted since).
+//! was finished, or is listed in the dead letters, on every channel that existed before it was
+//! published (and was not emptied or deleted since).
 //!
 //! `SIM_SEEDS=N` (default 300) seeds of `SIM_STEPS=M` (default 400) steps run in CI; a failing
 //! seed prints the command that replays it alone (`SIM_SEED=<seed>`). Seeds that found bugs are
@@ -34,7 +36,7 @@
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use ringsq::broker::admin::{OpError, TopicOp};
+use ringsq::broker::admin::{OpError, OpReply, TopicOp};
 use ringsq::broker::channel::{READ_AHEAD_BYTES_MAX, REREAD_BYTES_MAX};
 use ringsq::broker::consumer::Consumer;
 use ringsq::broker::e2e::E2eConfig;
@@ -105,8 +107,26 @@ impl Policy {
     }
 }
 
-fn config(policy: Policy, clock: Clock) -> BrokerConfig {
+/// `--max-attempts` and `--message-ttl` of a seed: dead letters in some seeds, not in others.
+fn dead_letter_limits(seed: u64) -> (u16, Duration) {
+    let attempts = if seed.is_multiple_of(4) {
+        0
+    } else {
+        3 + (seed % 3) as u16
+    };
+    let ttl = if (seed / 3) % 4 == 1 {
+        Duration::from_secs(4)
+    } else {
+        Duration::ZERO
+    };
+    (attempts, ttl)
+}
+
+fn config(policy: Policy, clock: Clock, seed: u64) -> BrokerConfig {
+    let (max_attempts, message_ttl) = dead_letter_limits(seed);
     BrokerConfig {
+        max_attempts,
+        message_ttl,
         data_path: Some(PathBuf::from("/data")),
         log: LogConfig {
             segment_size_bytes_max: 4096,
@@ -174,6 +194,11 @@ struct Chan {
     rewound_below: u64,
     /// Messages finished on it, in any session.
     finished: HashSet<usize>,
+    /// Messages last seen listed in its dead letters (not to be delivered again unless a
+    /// requeue takes them back).
+    dead: HashSet<usize>,
+    /// Dead letters deleted (`/channel/dead/empty`): no longer owed to it.
+    dead_emptied: HashSet<usize>,
     // This session:
     held: HashMap<usize, Held>,
     done: HashSet<usize>,
@@ -247,12 +272,17 @@ impl Model {
         let c = &mut self.chans[chan];
         let mut problems = Vec::new();
         if seq < c.rewound_below {
+            // A rewind delivers history again: finished messages, dead ones too.
             c.done.remove(&msg);
             c.held.remove(&msg);
             c.attempts.remove(&msg);
+            c.dead.remove(&msg);
         }
         if c.done.contains(&msg) {
             problems.push("delivered again after it was finished in this session".to_owned());
+        }
+        if c.dead.contains(&msg) {
+            problems.push("delivered again after it was listed in the dead letters".to_owned());
         }
         if let Some(h) = c.held.get(&msg) {
             if now < h.deadline && !gone.contains(&h.consumer) {
@@ -481,7 +511,7 @@ impl Sim {
             .await
             .unwrap();
         let broker = match Broker::open(
-            config(self.policy, clock),
+            config(self.policy, clock, self.seed),
             io.clone(),
             Place::SOLE,
             Events::default(),
@@ -647,6 +677,7 @@ impl Sim {
             740..=769 => self.channel_op(life).await,
             770..=779 => self.pause_topic(life),
             780..=794 => self.fault(life),
+            800..=829 => self.dead_letters(life).await,
             795..=797 => return Some(End::Crash(self.crash_mode())),
             798 => {
                 // A fault not yet hit would hit the next start (a transient error at start
@@ -947,13 +978,13 @@ impl Sim {
         let mut model = self.model.borrow_mut();
         let existing = model.chan_index(t, name);
         match (what, result, existing) {
-            ("create", Ok(()), None) => model.chans.push(new_chan(t, name, order)),
-            ("delete", Ok(()), Some(i)) => {
+            ("create", Ok(_), None) => model.chans.push(new_chan(t, name, order)),
+            ("delete", Ok(_), Some(i)) => {
                 model.chans[i].alive = false;
                 drop(model);
                 life.consumers.retain(|c| c.chan != i);
             }
-            ("empty", Ok(()), Some(i)) => {
+            ("empty", Ok(_), Some(i)) => {
                 let c = &mut model.chans[i];
                 c.emptied = order;
                 // What it held is dropped: a FIN of it fails, and it is not redelivered.
@@ -961,7 +992,7 @@ impl Sim {
             }
             // A rewind is applied, then saved: when the save fails (500) it stays applied (and
             // is saved at the next sync point).
-            ("rewind", Ok(()) | Err(OpError::Internal(_)), Some(i)) => {
+            ("rewind", Ok(_) | Err(OpError::Internal(_)), Some(i)) => {
                 // Finished messages come again, from attempts 1.
                 let end = life
                     .broker
@@ -979,6 +1010,92 @@ impl Sim {
             }
             _ => {}
         }
+    }
+
+    /// Looks at a channel's dead letters (what is listed must not be delivered again), and
+    /// sometimes requeues them all, or deletes one.
+    async fn dead_letters(&mut self, life: &mut Life) {
+        let t = self.rng.gen_range(0..TOPICS);
+        let name = CHANNEL_NAMES[self.rng.gen_range(0..CHANNEL_NAMES.len())];
+        let topic = format!("t{t}");
+        let Some(chan) = self.model.borrow().chan_index(t, name) else {
+            return;
+        };
+        let listed = self.list_dead(life, &topic, name, chan).await;
+        match self.rng.gen_range(0..4) {
+            0 => {
+                let op = TopicOp::DeadRequeue {
+                    channel: name.to_owned(),
+                    id: None,
+                };
+                let result = life.broker.topic_op(&topic, op).await;
+                self.note(&format!(
+                    "requeue the dead letters of t{t}/{name}: {result:?}"
+                ));
+                if result.is_ok() {
+                    // Back with attempts starting over.
+                    let mut model = self.model.borrow_mut();
+                    let c = &mut model.chans[chan];
+                    for m in c.dead.drain() {
+                        c.attempts.remove(&m);
+                        c.done.remove(&m);
+                        c.held.remove(&m);
+                    }
+                }
+            }
+            1 => {
+                let Some(&(msg, id)) = listed.first() else {
+                    return;
+                };
+                let op = TopicOp::DeadEmpty {
+                    channel: name.to_owned(),
+                    id: Some(id),
+                };
+                let result = life.broker.topic_op(&topic, op).await;
+                self.note(&format!(
+                    "delete dead letter #{msg} of t{t}/{name}: {result:?}"
+                ));
+                // A 500 (its removal could not be saved) may have removed it all the same, as
+                // a failed rewind stays applied.
+                if matches!(result, Ok(_) | Err(OpError::Internal(_))) {
+                    let mut model = self.model.borrow_mut();
+                    let c = &mut model.chans[chan];
+                    c.dead.remove(&msg);
+                    c.dead_emptied.insert(msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The dead letters of a channel (at most 100 000), remembered in the model.
+    async fn list_dead(
+        &mut self,
+        life: &Life,
+        topic: &str,
+        name: &str,
+        chan: usize,
+    ) -> Vec<(usize, MessageId)> {
+        let op = TopicOp::DeadList {
+            channel: name.to_owned(),
+            limit: 100_000,
+        };
+        let Ok(OpReply::Dead(list)) = life.broker.topic_op(topic, op).await else {
+            return Vec::new();
+        };
+        let listed: Vec<(usize, MessageId)> = list
+            .letters
+            .iter()
+            .filter_map(|l| msg_of(&l.body).map(|m| (m, l.id)))
+            .collect();
+        let mut model = self.model.borrow_mut();
+        let c = &mut model.chans[chan];
+        c.dead = listed.iter().map(|&(m, _)| m).collect();
+        for (m, _) in &listed {
+            // Dead: it is no longer held by anyone.
+            c.held.remove(m);
+        }
+        listed
     }
 
     fn pause_topic(&mut self, life: &mut Life) {
@@ -1134,6 +1251,16 @@ impl Sim {
                 }
             }
         }
+        let alive: Vec<(usize, usize, &'static str)> = {
+            let model = self.model.borrow();
+            (0..model.chans.len())
+                .filter(|&i| model.chans[i].alive)
+                .map(|i| (i, model.chans[i].topic, model.chans[i].name))
+                .collect()
+        };
+        for (i, t, name) in alive {
+            self.list_dead(life, &format!("t{t}"), name, i).await;
+        }
         let mut model = self.model.borrow_mut();
         let mut missing = Vec::new();
         for c in model.chans.iter().filter(|c| c.alive) {
@@ -1143,7 +1270,9 @@ impl Sim {
                     && m.topic == c.topic
                     && m.order > c.created
                     && m.order > c.emptied;
-                if must && !c.finished.contains(&i) {
+                let accounted =
+                    c.finished.contains(&i) || c.dead.contains(&i) || c.dead_emptied.contains(&i);
+                if must && !accounted {
                     missing.push(format!(
                         "t{}/{}: acknowledged message #{i} (seq {}) never finished",
                         c.topic, c.name, m.seq
@@ -1166,6 +1295,8 @@ fn new_chan(topic: usize, name: &'static str, created: u64) -> Chan {
         alive: true,
         rewound_below: 0,
         finished: HashSet::new(),
+        dead: HashSet::new(),
+        dead_emptied: HashSet::new(),
         held: HashMap::new(),
         done: HashSet::new(),
         attempts: HashMap::new(),

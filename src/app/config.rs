@@ -81,6 +81,8 @@ fn broker(o: &Options, files_open_max: usize) -> BrokerConfig {
         sync_timeout: o.sync_timeout,
         retention: o.retention,
         max_topic_bytes: o.max_topic_bytes,
+        max_attempts: o.max_attempts,
+        message_ttl: o.message_ttl,
         e2e: E2eConfig {
             percentiles: o.e2e_processing_latency_percentiles.clone(),
             window: o.e2e_processing_latency_window_time,

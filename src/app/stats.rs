@@ -90,6 +90,9 @@ pub struct ChannelStats {
     /// ringsq: seconds since the oldest message this channel has not finished was published
     /// (0 when it has finished everything; refreshed at each sync point).
     pub lag_seconds: u64,
+    /// ringsq: messages in the channel's dead letters (`GET /channel/dead`; an ephemeral
+    /// channel keeps none: those it dropped).
+    pub dead_count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,6 +211,7 @@ fn topic_stats(frontend: &Frontend, topic: &Topic, filter: &Filter) -> Option<To
                 e2e_processing_latency: c.e2e.stats(),
                 lag_messages,
                 lag_seconds,
+                dead_count: c.dead_count(),
             }
         })
         .collect();

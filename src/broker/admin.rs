@@ -3,10 +3,12 @@
 //! the request, routes the operation to the owner (`shard::topic_op`) and turns the result into
 //! nsqd's answer; `nsqd.dat` is then written by shard 0.
 
+use super::channel::{ChannelLimits, DeadList, Pick};
 use super::Broker;
+use crate::protocol::MessageId;
 use ringsq_storage::Io;
 use std::rc::Rc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// One administrative operation on a topic (sendable: it may run on another shard).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,36 @@ pub enum TopicOp {
         channel: String,
         since: SystemTime,
     },
+    /// Sets the channel's own limits (`None` leaves one as it is; both `None`: only asks) and
+    /// answers those in effect ([`OpReply::Limits`]); on disk before the answer.
+    ChannelConfig {
+        channel: String,
+        max_attempts: Option<u16>,
+        message_ttl: Option<Duration>,
+    },
+    /// The count and the oldest `limit` dead letters ([`OpReply::Dead`]).
+    DeadList {
+        channel: String,
+        limit: usize,
+    },
+    /// Dead letters back into the channel: every one, or those with this id.
+    DeadRequeue {
+        channel: String,
+        id: Option<MessageId>,
+    },
+    /// Dead letters deleted: every one, or those with this id.
+    DeadEmpty {
+        channel: String,
+        id: Option<MessageId>,
+    },
+}
+
+/// What an operation answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpReply {
+    Done,
+    Limits(ChannelLimits),
+    Dead(DeadList),
 }
 
 /// `since=` could not be read.
@@ -43,6 +75,8 @@ pub struct InvalidSince;
 pub enum OpError {
     TopicNotFound,
     ChannelNotFound,
+    /// No dead letter has the id given.
+    MessageNotFound,
     InvalidSince,
     /// Anything else (a disk error, the broker stopping): logged, `500 INTERNAL_ERROR`.
     Internal(String),
@@ -54,25 +88,88 @@ fn internal(e: &dyn std::fmt::Display) -> OpError {
 
 impl<I: Io> Broker<I> {
     /// Runs `op` on topic `name`, which this shard owns.
-    pub async fn topic_op(&self, name: &str, op: TopicOp) -> Result<(), OpError> {
+    pub async fn topic_op(&self, name: &str, op: TopicOp) -> Result<OpReply, OpError> {
         match op {
-            TopicOp::Create => self.topic(name).await.map(drop).map_err(|e| internal(&e)),
+            TopicOp::Create => self
+                .topic(name)
+                .await
+                .map(|_| OpReply::Done)
+                .map_err(|e| internal(&e)),
             TopicOp::Delete => {
                 if self.delete_topic(name).await {
-                    Ok(())
+                    Ok(OpReply::Done)
                 } else {
                     Err(OpError::TopicNotFound)
                 }
             }
             TopicOp::Empty => {
                 self.existing(name)?.empty();
-                Ok(())
+                Ok(OpReply::Done)
             }
             TopicOp::Pause(paused) => {
                 self.existing(name)?.pause(paused);
-                Ok(())
+                Ok(OpReply::Done)
             }
-            op => self.channel_op(name, op).await,
+            op @ (TopicOp::ChannelConfig { .. }
+            | TopicOp::DeadList { .. }
+            | TopicOp::DeadRequeue { .. }
+            | TopicOp::DeadEmpty { .. }) => self.dead_op(name, op).await,
+            op => self.channel_op(name, op).await.map(|()| OpReply::Done),
+        }
+    }
+
+    /// The limits and dead letters of a channel.
+    async fn dead_op(&self, name: &str, op: TopicOp) -> Result<OpReply, OpError> {
+        let topic = self.existing(name)?;
+        let channel_of = |c: &str| topic.get_channel(c).ok_or(OpError::ChannelNotFound);
+        let found = |n: u64, id: Option<MessageId>| {
+            if n == 0 && id.is_some() {
+                Err(OpError::MessageNotFound)
+            } else {
+                Ok(OpReply::Done)
+            }
+        };
+        let pick = |id: Option<MessageId>| id.map_or(Pick::All, Pick::Id);
+        match op {
+            TopicOp::ChannelConfig {
+                channel,
+                max_attempts,
+                message_ttl,
+            } => {
+                let channel = channel_of(&channel)?;
+                if max_attempts.is_some() || message_ttl.is_some() {
+                    channel.configure(max_attempts, message_ttl);
+                    topic
+                        .save_channel(&channel)
+                        .await
+                        .map_err(|e| internal(&e))?;
+                }
+                Ok(OpReply::Limits(channel.limits()))
+            }
+            TopicOp::DeadList { channel, limit } => channel_of(&channel)?
+                .list_dead(limit)
+                .await
+                .map(OpReply::Dead)
+                .map_err(|e| internal(&e)),
+            TopicOp::DeadRequeue { channel, id } => {
+                let channel = channel_of(&channel)?;
+                let path = topic.state_path(&channel);
+                let n = channel
+                    .requeue_dead(pick(id), path.as_deref())
+                    .await
+                    .map_err(|e| internal(&e))?;
+                found(n, id)
+            }
+            TopicOp::DeadEmpty { channel, id } => {
+                let channel = channel_of(&channel)?;
+                let path = topic.state_path(&channel);
+                let n = channel
+                    .empty_dead(pick(id), path.as_deref())
+                    .await
+                    .map_err(|e| internal(&e))?;
+                found(n, id)
+            }
+            _ => Ok(OpReply::Done),
         }
     }
 
@@ -117,7 +214,14 @@ impl<I: Io> Broker<I> {
                     channel.wake();
                 }
             }
-            TopicOp::Create | TopicOp::Delete | TopicOp::Empty | TopicOp::Pause(_) => {}
+            TopicOp::Create
+            | TopicOp::Delete
+            | TopicOp::Empty
+            | TopicOp::Pause(_)
+            | TopicOp::ChannelConfig { .. }
+            | TopicOp::DeadList { .. }
+            | TopicOp::DeadRequeue { .. }
+            | TopicOp::DeadEmpty { .. } => {}
         }
         Ok(())
     }

@@ -76,6 +76,10 @@ pub struct BrokerConfig {
     pub retention: Duration,
     /// ringsq's `--max-topic-bytes` (0: no bound).
     pub max_topic_bytes: u64,
+    /// ringsq's `--max-attempts`: the dead-letter limit of every channel without its own (0: none).
+    pub max_attempts: u16,
+    /// ringsq's `--message-ttl`: the expiry of every channel without its own (0: never).
+    pub message_ttl: Duration,
     pub e2e: e2e::E2eConfig,
     /// Files this broker's storage may keep open at once (its share of the descriptors).
     pub files_open_max: usize,
@@ -264,7 +268,7 @@ impl<I: Io> Broker<I> {
         for name in names_in(&entries, paths::channel_name_of) {
             let path = paths::channel_file(data, &topic.name, &name);
             let saved = channel::Saved::read(self.io(), &path).await?;
-            topic.restore_channel(&name, &saved);
+            topic.restore_channel(&name, &saved).await?;
         }
         topic.repair_channels().await;
         Ok(())

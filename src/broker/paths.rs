@@ -5,6 +5,7 @@
 //! <data-path>/ringsq/topics/<topic>.topic/log/        the topic's log (ringsq-storage segments)
 //! <data-path>/ringsq/topics/<topic>.topic/<channel>.channel   a channel's cursor + outstanding list
 //! <data-path>/ringsq/topics/<topic>.topic/<channel>.park/     a channel's park log (long waits)
+//! <data-path>/ringsq/topics/<topic>.topic/<channel>.dead/     a channel's dead letters
 //! ```
 //! Names are nsqd's (`[.a-zA-Z0-9_-]`, 1..64 chars), so `.` and `..` are valid topic names: the
 //! `.topic` / `.channel` suffixes keep every name a plain file name.
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 const TOPIC_DIR_SUFFIX: &str = ".topic";
 const CHANNEL_FILE_SUFFIX: &str = ".channel";
 const PARK_DIR_SUFFIX: &str = ".park";
+const DEAD_DIR_SUFFIX: &str = ".dead";
 
 pub fn topics_dir(data: &Path) -> PathBuf {
     data.join("ringsq").join("topics")
@@ -35,6 +37,11 @@ pub fn channel_file(data: &Path, topic: &str, channel: &str) -> PathBuf {
 /// A channel's park log (messages that wait long, copied out of the topic's log).
 pub fn channel_park_dir(data: &Path, topic: &str, channel: &str) -> PathBuf {
     topic_dir(data, topic).join(format!("{channel}{PARK_DIR_SUFFIX}"))
+}
+
+/// A channel's dead letters (messages it gave up on: `--max-attempts`, `--message-ttl`).
+pub fn channel_dead_dir(data: &Path, topic: &str, channel: &str) -> PathBuf {
+    topic_dir(data, topic).join(format!("{channel}{DEAD_DIR_SUFFIX}"))
 }
 
 pub fn metadata_file(data: &Path) -> PathBuf {

@@ -1,7 +1,7 @@
 //! A topic: one store (its log, written once per message), its channels (cursors over it), and
 //! the publish path with the ack policy that decides how long an `OK` waits for the disk.
 
-use super::channel::{Channel, ChannelConfig, Saved, TopicLink};
+use super::channel::{Channel, ChannelConfig, ChannelDirs, Saved, TopicLink};
 use super::guid::GuidFactory;
 use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
@@ -107,6 +107,8 @@ impl<I: Io> Topic<I> {
             mem_queue_size: cfg.mem_queue_size,
             max_msg_timeout: cfg.max_msg_timeout,
             max_channel_consumers: cfg.max_channel_consumers,
+            max_attempts: cfg.max_attempts,
+            message_ttl: cfg.message_ttl,
             e2e: cfg.e2e.clone(),
             clock: cfg.clock,
             visible: if cfg.ack_after_sync {
@@ -462,6 +464,7 @@ impl<I: Io> Topic<I> {
             self.store.end()
         };
         let channel = self.new_channel(name, start);
+        channel.adopt_dead().await?;
         // The backlog a first channel takes reaches it now (nsqd's topic pump puts it there).
         let backlog = self.store.end().seq.saturating_sub(start.seq);
         channel.counters.message_count.set(backlog);
@@ -488,16 +491,20 @@ impl<I: Io> Topic<I> {
             paused: Rc::clone(&self.paused),
             pause_at: Rc::clone(&self.pause_at),
         };
+        let data = self.env.cfg.data_path.as_ref();
+        let dirs = ChannelDirs {
+            park: data.map(|data| paths::channel_park_dir(data, &self.name, name)),
+            // An ephemeral topic has no files: its channels keep no dead letters.
+            dead: data
+                .filter(|_| !self.ephemeral)
+                .map(|data| paths::channel_dead_dir(data, &self.name, name)),
+        };
         Channel::new(
             name.to_owned(),
             link,
             Rc::clone(&self.channel_cfg),
             start,
-            self.env
-                .cfg
-                .data_path
-                .as_ref()
-                .map(|data| paths::channel_park_dir(data, &self.name, name)),
+            dirs,
             self.env.io.clone(),
         )
     }
@@ -510,23 +517,33 @@ impl<I: Io> Topic<I> {
     }
 
     /// Re-creates a channel from its saved state at start-up (from the start of the log when
-    /// none is readable: duplicates, never loss).
+    /// none is readable: duplicates, never loss), less what went to its dead letters after that
+    /// state was saved.
     ///
     /// A channel whose saved state refers to records a crash lost must be saved again before the
     /// log takes new records: the topic refuses publishes until [`Topic::repair_channels`] did.
-    pub fn restore_channel(&self, name: &str, saved: &Saved) {
+    pub async fn restore_channel(
+        &self,
+        name: &str,
+        saved: &Saved,
+    ) -> Result<(), ringsq_storage::Error> {
         let channel = self.new_channel(name, self.store.first());
         if saved.newest().is_none() {
             tracing::error!(topic = %self.name, channel = %name,
                 "no readable channel state: redelivering from the start of the log");
         }
-        let stale = channel.restore(saved);
+        let saved_end = saved
+            .newest()
+            .map(|s| ringsq_storage::Position::from(s.dead.end));
+        let dead = channel.read_dead_since(saved_end).await?;
+        let stale = channel.restore(saved, &dead);
         channel.dirty.set(saved.newest().is_none() || stale);
         channel.dirty_recent.set(stale);
         if stale {
             self.recovering.set(true);
         }
         self.insert_channel(&channel);
+        Ok(())
     }
 
     /// Saves (durably) the state of every channel restored from a state that refers to records
@@ -573,14 +590,20 @@ impl<I: Io> Topic<I> {
             });
         self.retain();
         let io = &self.env.io;
-        match (channel.take_park_log(), channel.park_dir()) {
-            (Some(log), _) => {
-                if let Err(e) = log.destroy().await {
-                    tracing::error!(topic = %self.name, channel = %name, "removing the park log: {e}");
+        let logs = [
+            ("park log", channel.take_park_log(), channel.park_dir()),
+            ("dead letters", channel.take_dead_log(), channel.dead_dir()),
+        ];
+        for (what, log, dir) in logs {
+            match (log, dir) {
+                (Some(log), _) => {
+                    if let Err(e) = log.destroy().await {
+                        tracing::error!(topic = %self.name, channel = %name, "removing the {what}: {e}");
+                    }
                 }
+                (None, Some(dir)) => paths::remove_logged(io, dir).await,
+                (None, None) => {}
             }
-            (None, Some(dir)) => paths::remove_logged(io, dir).await,
-            (None, None) => {}
         }
         if let (false, Some(data)) = (channel.ephemeral, &self.env.cfg.data_path) {
             let path = paths::channel_file(data, &self.name, name);
@@ -603,8 +626,13 @@ impl<I: Io> Topic<I> {
         Some(paths::channel_file(data, &self.name, &channel.name))
     }
 
+    /// Where a channel's state is saved (`None` for ephemeral channels).
+    pub fn state_path(&self, channel: &Channel<I>) -> Option<PathBuf> {
+        self.channel_path(channel)
+    }
+
     /// Saves a channel's state durably (nothing for ephemeral channels).
-    async fn save_channel(&self, channel: &Channel<I>) -> Result<(), ringsq_storage::Error> {
+    pub async fn save_channel(&self, channel: &Channel<I>) -> Result<(), ringsq_storage::Error> {
         match self.channel_path(channel) {
             Some(path) => channel.save_durable(&path).await,
             None => Ok(()),
@@ -785,13 +813,24 @@ impl<I: Io> Topic<I> {
                     "final sync: records still not written after {STOP_SYNC_MAX:?} (the disk is full?); stopping without them"),
             }
         }
+        for c in self.channels() {
+            // What died is written now (else it would be delivered again after the restart).
+            if let Err(e) = c.commit_dying().await {
+                tracing::error!(topic = %self.name, channel = %c.name, "writing dead letters: {e}");
+            }
+        }
         // Only what changed since its last durable save is written (idle channels cost nothing).
         self.save_and_retain().await;
         for c in self.channels() {
             c.stop();
-            if let Some(log) = c.take_park_log() {
-                if let Err(e) = log.close().await {
-                    tracing::error!(topic = %self.name, channel = %c.name, "closing park log: {e}");
+            for (what, log) in [
+                ("park log", c.take_park_log()),
+                ("dead letters", c.take_dead_log()),
+            ] {
+                if let Some(log) = log {
+                    if let Err(e) = log.close().await {
+                        tracing::error!(topic = %self.name, channel = %c.name, "closing {what}: {e}");
+                    }
                 }
             }
         }

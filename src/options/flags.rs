@@ -1,5 +1,6 @@
 //! The flag table: every nsqd 1.3.0 flag (plus ringsq's own: `--ack-after-sync`, `--retention`,
-//! `--max-topic-bytes`, `--shards`, `--log-format`), written once.
+//! `--max-topic-bytes`, `--max-attempts`, `--message-ttl`, `--shards`, `--log-format`), written
+//! once.
 //!
 //! Each row gives the flag's name (verbatim from nsqd's `apps/nsqd/options.go`), its config
 //! file key (go-options' rule: the flag name with `_` for `-`, unless nsqd's `cfg:` tag
@@ -296,6 +297,10 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         "[ringsq] keep a topic's messages at least this long after they are published, even once every channel has finished them (so a channel can be rewound: POST /channel/rewind); 0 = until every channel is past them"),
     row("max-topic-bytes", Setter::Int(|o, v| { o.max_topic_bytes = non_negative(v)?; Ok(()) }), Shown::Zero,
         "[ringsq] refuse publishes to a topic while its channels still need this many bytes of its log (0 = unbounded)"),
+    row("max-attempts", Setter::Int(|o, v| { o.max_attempts = in_range(v, 0, i64::from(u16::MAX))?; Ok(()) }), Shown::Zero,
+        "[ringsq] a message delivered this many times that is requeued or times out again goes to its channel's dead letters instead (GET /channel/dead; per channel: POST /channel/config); 0 = unlimited"),
+    row("message-ttl", Setter::Duration(|o, v| o.message_ttl = v), Shown::Zero,
+        "[ringsq] a message older than this (since it was published) when it would be delivered goes to its channel's dead letters instead (per channel: POST /channel/config); 0 = never"),
     row("shards", Setter::Int(|o, v| { o.shards = in_range(v, 0, i64::from(super::SHARDS_MAX))?; Ok(()) }), Shown::Zero,
         "[ringsq] spread topics over this many threads, each with its own io_uring (0 = one per CPU this process may use; 1 = a single thread)"),
     row("log-format", Setter::LogFormat(|o, v| o.log_format = v), Shown::Value("text"),

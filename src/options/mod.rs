@@ -236,6 +236,12 @@ pub struct Options {
     pub retention: Duration,
     /// A topic refuses publishes while its channels need this many bytes of its log (0: no bound).
     pub max_topic_bytes: u64,
+    /// ringsq's `--max-attempts`: a message delivered this many times that is requeued or times
+    /// out again goes to its channel's dead letters (0: unlimited, as nsqd).
+    pub max_attempts: u16,
+    /// ringsq's `--message-ttl`: a message older than this when it would be delivered goes to
+    /// its channel's dead letters (0: never).
+    pub message_ttl: Duration,
     /// ringsq's `--shards`: topics spread over this many threads, each with its own `io_uring`
     /// runtime (0: one per CPU the process may use).
     pub shards: u64,
@@ -308,6 +314,8 @@ impl Default for Options {
             ack_after_sync: false,
             retention: Duration::ZERO,
             max_topic_bytes: 0,
+            max_attempts: 0,
+            message_ttl: Duration::ZERO,
             shards: 0,
             log_format: LogFormat::Text,
             ignored_config_keys: Vec::new(),

@@ -112,6 +112,8 @@ const SAMPLES: &[Sample] = &[
     Sample { flag: "ack-after-sync", cli: "true", key: "ack_after_sync", toml: "true", context: &[], set: |o| o.ack_after_sync = true },
     Sample { flag: "retention", cli: "1h30m", key: "retention", toml: "\"1h30m\"", context: &[], set: |o| o.retention = Duration::from_secs(5400) },
     Sample { flag: "max-topic-bytes", cli: "1048576", key: "max_topic_bytes", toml: "1048576", context: &[], set: |o| o.max_topic_bytes = 1_048_576 },
+    Sample { flag: "max-attempts", cli: "5", key: "max_attempts", toml: "5", context: &[], set: |o| o.max_attempts = 5 },
+    Sample { flag: "message-ttl", cli: "10m", key: "message_ttl", toml: "\"10m\"", context: &[], set: |o| o.message_ttl = Duration::from_secs(600) },
     Sample { flag: "shards", cli: "3", key: "shards", toml: "3", context: &[], set: |o| o.shards = 3 },
     Sample { flag: "log-format", cli: "json", key: "log_format", toml: "\"JSON\"", context: &[], set: |o| o.log_format = LogFormat::Json },
 ];

@@ -57,10 +57,10 @@ pub use crate::broker::place::{owner, Place};
 pub use crate::options::SHARDS_MAX;
 pub use mesh::{Gone, Job, Link, Mesh, Shard};
 
-use crate::broker::admin::{OpError, TopicOp};
+use crate::broker::admin::{OpError, OpReply, TopicOp};
 
 /// Runs `op` on topic `name` on the shard that owns it: here, or through a cross-shard call.
-pub async fn topic_op(shard: &Shard, name: &str, op: TopicOp) -> Result<(), OpError> {
+pub async fn topic_op(shard: &Shard, name: &str, op: TopicOp) -> Result<OpReply, OpError> {
     let Some(owner) = shard.place.remote_owner(name) else {
         return shard.broker.topic_op(name, op).await;
     };

@@ -438,6 +438,18 @@ pub fn http_post(b: &Broker, path: &str, body: &[u8]) -> (u16, String) {
     }
 }
 
+/// GET `path` (with its query) from the broker's HTTP API: (status, body), errors included.
+pub fn http_get(b: &Broker, path: &str) -> (u16, String) {
+    let url = format!("http://{}{path}", b.http_addr());
+    match ureq::get(&url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => {
+            let status = r.status();
+            (status, r.into_string().unwrap_or_default())
+        }
+        Err(e) => panic!("GET {path}: {e}"),
+    }
+}
+
 /// `RINGSQ_TEST_SHARDS`: the `--shards` every broker of the suite gets unless a test sets it.
 pub fn test_shards() -> Option<String> {
     std::env::var("RINGSQ_TEST_SHARDS")

@@ -8,7 +8,7 @@ use super::response::{self, ApiError, ApiResult, Resp};
 use super::Req;
 use crate::app::node::Node;
 use crate::app::stats::NSQD_VERSION;
-use crate::broker::admin::{InvalidSince, OpError, TopicOp};
+use crate::broker::admin::{InvalidSince, OpError, OpReply, TopicOp};
 use crate::protocol::{is_valid_channel_name, is_valid_topic_name};
 use hyper::StatusCode;
 use serde::Serialize;
@@ -85,12 +85,13 @@ fn internal(e: &dyn std::fmt::Display) -> ApiError {
 }
 
 /// Runs `op` on the topic's owner; nsqd's statuses for what went wrong.
-async fn run(node: &Node, topic: &str, op: TopicOp) -> Result<(), ApiError> {
+pub(super) async fn run(node: &Node, topic: &str, op: TopicOp) -> Result<OpReply, ApiError> {
     crate::shard::topic_op(&node.shard, topic, op)
         .await
         .map_err(|e| match e {
             OpError::TopicNotFound => ApiError::new(404, "TOPIC_NOT_FOUND"),
             OpError::ChannelNotFound => ApiError::new(404, "CHANNEL_NOT_FOUND"),
+            OpError::MessageNotFound => ApiError::new(404, "MESSAGE_NOT_FOUND"),
             OpError::InvalidSince => ApiError::bad_request("INVALID_ARG_SINCE"),
             OpError::Internal(e) => internal(&e),
         })
@@ -130,7 +131,7 @@ pub async fn topic_pause(node: &Node, req: &Req, paused: bool) -> ApiResult {
 }
 
 /// nsqd's `GetTopicChannelArgs`.
-fn topic_and_channel_args(req: &Req) -> Result<(String, String), ApiError> {
+pub(super) fn topic_and_channel_args(req: &Req) -> Result<(String, String), ApiError> {
     let q = req.params()?;
     let topic = q
         .get("topic")

@@ -128,6 +128,12 @@ const CHANNEL_METRICS: &[(&str, &str, &str, ChannelFigure)] = &[
         "Seconds since the oldest message the channel has not finished was published.",
         |c| c.lag_seconds,
     ),
+    (
+        "ringsq_channel_dead_messages",
+        "gauge",
+        "Messages in the channel's dead letters (--max-attempts, --message-ttl).",
+        |c| c.dead_count,
+    ),
 ];
 
 /// A label value with `\`, `"` and newlines escaped.

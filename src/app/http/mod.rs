@@ -10,11 +10,13 @@
 //!   the `/debug/pprof` routes.
 //! - [`response`]: the V1 / plain-text conventions. [`query`]: Go's query-string rules.
 //! - [`publish`]: `/pub`, `/mpub`. [`admin`]: `/topic/*`, `/channel/*`, `/info`, `/ping`.
+//!   [`dead`]: ringsq's `/channel/config` and `/channel/dead*` (poison messages).
 //! - [`stats`]: `/stats` (JSON and text). [`metrics`]: `/metrics` (Prometheus text).
 //! - [`config`]: `GET/PUT /config/:opt`.
 
 pub mod admin;
 pub mod config;
+pub mod dead;
 pub mod getv1;
 pub mod metrics;
 pub mod publish;
@@ -243,11 +245,25 @@ fn allowed(path: &str) -> Option<&'static [Method]> {
     const GET: &[Method] = &[Method::GET];
     const POST: &[Method] = &[Method::POST];
     const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
+    const GET_POST: &[Method] = &[Method::GET, Method::POST];
     match path {
-        "/ping" | "/info" | "/stats" | "/metrics" => Some(GET),
-        "/pub" | "/mpub" | "/topic/create" | "/topic/delete" | "/topic/empty" | "/topic/pause"
-        | "/topic/unpause" | "/channel/create" | "/channel/delete" | "/channel/empty"
-        | "/channel/pause" | "/channel/unpause" | "/channel/rewind" => Some(POST),
+        "/ping" | "/info" | "/stats" | "/metrics" | "/channel/dead" => Some(GET),
+        "/channel/config" => Some(GET_POST),
+        "/pub"
+        | "/mpub"
+        | "/topic/create"
+        | "/topic/delete"
+        | "/topic/empty"
+        | "/topic/pause"
+        | "/topic/unpause"
+        | "/channel/create"
+        | "/channel/delete"
+        | "/channel/empty"
+        | "/channel/pause"
+        | "/channel/unpause"
+        | "/channel/rewind"
+        | "/channel/dead/requeue"
+        | "/channel/dead/empty" => Some(POST),
         p if config_opt(p).is_some() => Some(GET_PUT),
         _ => None,
     }
@@ -316,6 +332,10 @@ async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
         "/channel/pause" => admin::channel_pause(node, &req, true).await,
         "/channel/unpause" => admin::channel_pause(node, &req, false).await,
         "/channel/rewind" => admin::channel_rewind(node, &req).await,
+        "/channel/config" => dead::channel_config(node, &req).await,
+        "/channel/dead" => dead::dead_list(node, &req).await,
+        "/channel/dead/requeue" => dead::dead_requeue(node, &req).await,
+        "/channel/dead/empty" => dead::dead_empty(node, &req).await,
         path => {
             let opt = config_opt(path).unwrap_or_default().to_owned();
             config::config(node, &opt, req).await

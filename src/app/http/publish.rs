@@ -45,11 +45,13 @@ pub(super) fn topic_name(req: &Req) -> Result<String, ApiError> {
 async fn get_topic(node: &Node, name: &str) -> Result<(), ApiError> {
     crate::shard::topic_op(&node.shard, name, TopicOp::Create)
         .await
+        .map(drop)
         .map_err(|e| match e {
             OpError::Internal(e) => exiting(&e),
-            OpError::TopicNotFound | OpError::ChannelNotFound | OpError::InvalidSince => {
-                exiting(&"unexpected answer")
-            }
+            OpError::TopicNotFound
+            | OpError::ChannelNotFound
+            | OpError::MessageNotFound
+            | OpError::InvalidSince => exiting(&"unexpected answer"),
         })
 }
 

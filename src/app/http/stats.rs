@@ -117,9 +117,16 @@ pub fn print_stats(
         );
         for c in &t.channels {
             let p = if c.paused { "   *P " } else { "      " };
+            // ringsq's dead letters, after nsqd's fields, only when there are some (nsqd's
+            // line is unchanged otherwise).
+            let dead = if c.dead_count > 0 {
+                format!(" dead: {}", c.dead_count)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 w,
-                "{p}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
+                "{p}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}{dead}",
                 c.channel_name, c.depth, c.backend_depth, c.in_flight_count, c.deferred_count,
                 c.requeue_count, c.timeout_count, c.message_count, c.e2e_processing_latency.human()
             );

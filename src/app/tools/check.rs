@@ -2,7 +2,8 @@
 //!
 //! Every record of every topic's log (length, seq chaining, CRC32C, and that its payload is a
 //! message), every segment header and checkpoint, every channel state file (`<ch>.channel`,
-//! `<ch>.channel.recent`), every park log, and that `nsqd.dat` is JSON. Then a table per topic
+//! `<ch>.channel.recent`), every park log and dead-letter log (each of its records a letter), and
+//! that `nsqd.dat` is JSON. Then a table per topic
 //! (segments, messages, bytes, oldest and newest message) and per channel, from the state the
 //! broker would resume from: its cursor, the messages behind it, and its outstanding messages
 //! as saved (the state does not tell in-flight from requeued: "outstanding", split by the log
@@ -14,7 +15,7 @@
 
 use super::scan::{self, Found, LogSummary, Problem, ReadError, Severity};
 use super::{lock_data_dir, record_size_max, rfc3339_ns, EXIT_CANNOT_RUN, EXIT_DAMAGED, EXIT_OK};
-use crate::broker::channel::{recent_path, ChannelSnapshot, Saved, SnapPos, Source};
+use crate::broker::channel::{recent_path, ChannelSnapshot, DeadRecord, Saved, SnapPos, Source};
 use crate::broker::message::MessageView;
 use crate::broker::paths;
 use serde::Serialize;
@@ -96,6 +97,7 @@ pub struct ChannelReport {
     /// Ranges of the log ahead of the cursor the channel skips.
     pub skipped_ranges: usize,
     pub park_log: Option<ParkReport>,
+    pub dead_letters: Option<DeadReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +105,16 @@ pub struct ParkReport {
     pub segments: usize,
     pub messages: u64,
     pub bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeadReport {
+    pub segments: usize,
+    pub bytes: u64,
+    /// Records that verify and hold a dead letter.
+    pub letters: u64,
+    /// Of those, the ones the channel lists (not requeued or deleted, as of its saved state).
+    pub listed: u64,
 }
 
 /// `ringsq check`: the exit code.
@@ -260,12 +272,17 @@ fn check_topic(
         .iter()
         .filter_map(|(name, _)| channel_of(name))
         .collect();
-    let park_dirs: Vec<PathBuf> = channels
+    let own_dirs: Vec<PathBuf> = channels
         .iter()
-        .map(|c| paths::channel_park_dir(data, topic, c))
+        .flat_map(|c| {
+            [
+                paths::channel_park_dir(data, topic, c),
+                paths::channel_dead_dir(data, topic, c),
+            ]
+        })
         .collect();
     for (name, path) in &entries {
-        if *path == log_dir || channel_of(name).is_some() || park_dirs.contains(path) {
+        if *path == log_dir || channel_of(name).is_some() || own_dirs.contains(path) {
             continue;
         }
         let reason = if path.extension().is_some_and(|e| e == "tmp") {
@@ -385,6 +402,17 @@ fn check_channel(
     } else {
         None
     };
+    let dead_dir = paths::channel_dead_dir(data, topic, channel);
+    let dead_letters = if dead_dir.is_dir() {
+        Some(check_dead(
+            &dead_dir,
+            record_size_max,
+            saved.newest(),
+            problems,
+        )?)
+    } else {
+        None
+    };
     let mut report = ChannelReport {
         name: channel.to_owned(),
         state: None,
@@ -401,6 +429,7 @@ fn check_channel(
             messages: *messages,
             bytes: s.bytes,
         }),
+        dead_letters,
     };
     let Some(snap) = saved.newest() else {
         return Ok(report);
@@ -447,6 +476,52 @@ fn check_park(
     Ok((summary, times.messages))
 }
 
+/// Verifies a channel's dead-letter log: every record a letter; how many the state lists.
+fn check_dead(
+    dir: &Path,
+    record_size_max: u32,
+    snap: Option<&ChannelSnapshot>,
+    problems: &mut Vec<Problem>,
+) -> Result<DeadReport, ReadError> {
+    let header = u32::try_from(crate::broker::channel::DEAD_HEADER_BYTES).unwrap_or(u32::MAX);
+    let removed = |seq: u64| {
+        snap.is_some_and(|s| {
+            seq < s.dead.floor.seq
+                || s.dead
+                    .removed
+                    .iter()
+                    .any(|r| (r.seq..r.to.seq).contains(&seq))
+        })
+    };
+    let (mut letters, mut listed) = (0u64, 0u64);
+    let mut bad = Vec::new();
+    let summary = scan::walk_log(
+        dir,
+        record_size_max.saturating_add(header),
+        &mut |found| {
+            if DeadRecord::decode(&bytes::Bytes::copy_from_slice(found.data)).is_some() {
+                letters += 1;
+                listed += u64::from(!removed(found.seq));
+            } else {
+                bad.push(Problem::damage(
+                    found.segment,
+                    Some(found.file_pos),
+                    format!("record {} verifies but holds no dead letter", found.seq),
+                ));
+            }
+            ControlFlow::Continue(())
+        },
+        &mut |p| problems.push(p),
+    )?;
+    problems.append(&mut bad);
+    Ok(DeadReport {
+        segments: summary.segments,
+        bytes: summary.bytes,
+        letters,
+        listed,
+    })
+}
+
 /// Records from the cursor to the log's end, less the ranges skipped and the records taken
 /// ahead of the cursor (DPUB): roughly what the channel has still to deliver for the first time.
 fn behind(snap: &ChannelSnapshot, log: &LogSummary) -> u64 {
@@ -460,8 +535,12 @@ fn behind(snap: &ChannelSnapshot, log: &LogSummary) -> u64 {
     let taken_ahead = snap
         .outstanding
         .iter()
-        .filter(|o| o.source == Source::Topic && (cursor..end).contains(&o.seq))
-        .count();
+        .filter(|o| o.source == Source::Topic)
+        .map(|o| o.seq)
+        .chain(snap.ahead.iter().copied())
+        .filter(|seq| (cursor..end).contains(seq))
+        .collect::<BTreeSet<u64>>()
+        .len();
     window
         .saturating_sub(skipped)
         .saturating_sub(u64::try_from(taken_ahead).unwrap_or(u64::MAX))
@@ -590,6 +669,7 @@ fn channels_table(topics: &[TopicReport]) -> String {
         "FROM-PARK",
         "DEFERRED",
         "PARK-LOG",
+        "DEAD",
     ];
     let rows = topics
         .iter()
@@ -608,6 +688,9 @@ fn channels_table(topics: &[TopicReport]) -> String {
                 c.park_log
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |p| format!("{} msgs", p.messages)),
+                c.dead_letters
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |d| d.listed.to_string()),
             ]
         })
         .collect::<Vec<_>>();
@@ -645,7 +728,9 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::channel::{SnapOutstanding, SnapSkip, CHANNEL_SNAPSHOT_VERSION};
+    use crate::broker::channel::{
+        SnapConfig, SnapDead, SnapOutstanding, SnapSkip, CHANNEL_SNAPSHOT_VERSION,
+    };
 
     fn snap(
         cursor: u64,
@@ -676,6 +761,9 @@ mod tests {
                     to: SnapPos { seq: to, offset: 0 },
                 })
                 .collect(),
+            ahead: vec![15, 16],
+            dead: SnapDead::default(),
+            config: SnapConfig::default(),
         }
     }
 
@@ -695,7 +783,8 @@ mod tests {
             &[(Source::Topic, 5, 0), (Source::Topic, 15, 9)],
             &[(12, 14)],
         );
-        assert_eq!(behind(&s, &log(0, 20)), 10 - 2 - 1);
+        // Taken ahead: 15 (outstanding and listed), 16 (listed only).
+        assert_eq!(behind(&s, &log(0, 20)), 10 - 2 - 2);
         assert_eq!(behind(&snap(30, &[], &[]), &log(0, 20)), 0);
     }
 

@@ -1,6 +1,10 @@
 //! Delivery: the dispatcher task reads the topic's log ahead of the channel's consumers and hands
 //! each message to the next ready client, writing its frame straight into the client's outbox.
 //!
+//! A message older than the channel's message TTL is not delivered: it goes to the dead letters
+//! (`dead.rs`), and while [`super::dead::DYING_MAX`] messages wait for their letters to be
+//! written, delivery waits for the dead-letter task.
+//!
 //! Order of service: requeued messages first (their records are read again, see
 //! [`Channel::redeliver`]), then the read-ahead, then a new read of the log from the cursor. Only
 //! records the ack policy made visible are read; when more are appended but not yet visible the
@@ -9,6 +13,7 @@
 use super::{Channel, Pending, Source, READ_AHEAD_BYTES_MAX, READ_AHEAD_RECORDS_MAX};
 use super::{REREAD_BYTES_MAX, REREAD_RECORDS_MAX};
 use crate::broker::message::MessageView;
+use bytes::Bytes;
 use ringsq_storage::{Error, Io, Position, Record};
 use std::cmp::Reverse;
 use std::rc::Rc;
@@ -31,7 +36,7 @@ enum Fill {
 }
 
 /// Errors after which a record can never be read: the message is dropped (and said so).
-fn is_permanent(e: &Error) -> bool {
+pub(super) fn is_permanent(e: &Error) -> bool {
     matches!(
         e,
         Error::Corrupt { .. } | Error::Retained { .. } | Error::BadPosition { .. }
@@ -76,6 +81,10 @@ impl<I: Io> Channel<I> {
         let mut now = Instant::now();
         loop {
             if self.deleted.get() || self.paused.get() || !self.any_consumer_ready() {
+                return Ok(Pumped::Idle);
+            }
+            if self.dying_full() {
+                // The dead-letter task wakes us once it has written what died.
                 return Ok(Pumped::Idle);
             }
             let requeued = self.state.borrow().requeued.front().copied();
@@ -278,7 +287,7 @@ impl<I: Io> Channel<I> {
                 return;
             }
         }
-        self.deliver(p, &msg, now);
+        self.deliver(p, &msg, &record.data, now);
     }
 
     /// Delivers the requeued message `p` (the head of the queue): its record is read again.
@@ -312,7 +321,7 @@ impl<I: Io> Channel<I> {
         st.requeued.pop_front();
         drop(st);
         match MessageView::parse(&record.data) {
-            Ok(msg) => self.deliver(p, &msg, Instant::now()),
+            Ok(msg) => self.deliver(p, &msg, &record.data, Instant::now()),
             Err(e) => {
                 tracing::error!(
                     seq = p.pos.seq,
@@ -361,7 +370,14 @@ impl<I: Io> Channel<I> {
     }
 
     /// Gives the message to the next ready consumer (round robin), or requeues it if none is.
-    fn deliver(&self, mut p: Pending, msg: &MessageView<'_>, now: Instant) {
+    /// A message older than the channel's TTL goes to the dead letters instead (`data`: its
+    /// record, kept for the letter).
+    fn deliver(&self, mut p: Pending, msg: &MessageView<'_>, data: &Bytes, now: Instant) {
+        let ttl_ns = self.ttl_ns.get();
+        if ttl_ns != 0 && self.expired(msg.timestamp_ns, ttl_ns) {
+            self.die(p, super::Reason::Expired, Some(data.clone()));
+            return;
+        }
         let mut st = self.state.borrow_mut();
         let n = st.consumers.len();
         let picked = (0..n)

@@ -1,8 +1,9 @@
 //! A channel: a cursor over its topic's store, plus what it has handed out and not yet finished.
 //!
 //! Every message a channel has taken from the store and not finished is *outstanding*, in exactly
-//! one of three places: in flight to a client (with a deadline), deferred (REQ with a delay, or a
-//! DPUB not yet due), or requeued (due now, waiting for a ready client). The oldest of their
+//! one of four places: in flight to a client (with a deadline), deferred (REQ with a delay, or a
+//! DPUB not yet due), requeued (due now, waiting for a ready client), or dying (going to the dead
+//! letters: outstanding until its letter is on disk, see `dead.rs`). The oldest of their
 //! records and the cursor make the low-water mark — the oldest record this channel still needs
 //! (computed when asked, at sync points: nothing is kept per message for it). That mark is what
 //! lets the topic delete old segments, and it is what a restart resumes
@@ -22,17 +23,26 @@
 //!
 //! The code: this file (state, consumers, FIN/REQ/TOUCH, empty, depth); `dispatch.rs` (reading the
 //! log and handing messages to ready clients); `timers.rs` (in-flight timeouts, deferred
-//! deliveries); `park.rs` (long waits moved out of the topic's log); `persist.rs` (the state file:
-//! format, snapshot, restore). Two tasks per channel, both started by [`Channel::start`]: the
-//! dispatcher and the timer (which wakes at the earliest deadline, never by polling).
+//! deliveries); `park.rs` (long waits moved out of the topic's log); `dead.rs` (dead letters:
+//! `--max-attempts`, `--message-ttl`); `persist.rs` (the state file: format, snapshot, restore).
+//! Three tasks per channel, all started by [`Channel::start`]: the dispatcher, the timer (which
+//! wakes at the earliest deadline, never by polling) and the dead-letter writer (woken when a
+//! message dies).
 
+mod dead;
 mod dispatch;
 mod park;
 mod persist;
+#[cfg(test)]
+mod restore_tests;
 mod timers;
 
+pub use dead::{
+    ChannelLimits, DeadLetter, DeadList, DeadRecord, DeadSince, Pick, Reason, DEAD_HEADER_BYTES,
+    DEAD_LIST_LIMIT_DEFAULT, DEAD_LIST_LIMIT_MAX,
+};
 pub use persist::{
-    recent_path, ChannelSnapshot, Saved, SnapOutstanding, SnapPos, SnapSkip,
+    recent_path, ChannelSnapshot, Saved, SnapConfig, SnapDead, SnapOutstanding, SnapPos, SnapSkip,
     CHANNEL_SNAPSHOT_VERSION,
 };
 
@@ -75,6 +85,10 @@ pub struct ChannelConfig {
     pub mem_queue_size: u64,
     pub max_msg_timeout: Duration,
     pub max_channel_consumers: u64,
+    /// `--max-attempts` (0: unlimited), for channels without their own.
+    pub max_attempts: u16,
+    /// `--message-ttl` (zero: never), for channels without their own.
+    pub message_ttl: Duration,
     pub e2e: super::e2e::E2eConfig,
     /// How far consumers may read (the ack policy).
     pub visible: Visible,
@@ -149,6 +163,11 @@ struct State {
     rollback_gen: u64,
     /// When the timer task sleeps until (`None`: until woken).
     timer_at: Option<Instant>,
+    /// Outstanding messages going to the dead letters: each stays here until its dead-letter
+    /// record is fsynced (see `dead.rs`).
+    dying: Vec<dead::Dying>,
+    /// Bytes of the records kept in `dying`.
+    dying_bytes: usize,
 }
 
 /// Counters reported by `/stats`.
@@ -204,6 +223,25 @@ pub struct Channel<I: Io = UringIo> {
     /// Where this channel's park log lives (`None` for ephemeral channels), and the log once opened.
     park_dir: Option<PathBuf>,
     park: RefCell<Option<Log<I>>>,
+    /// Held while the park log is appended to or trimmed (parking, requeueing dead letters).
+    park_lock: tokio::sync::Mutex<()>,
+    /// Where this channel's dead letters live (`None` for ephemeral channels: dropped), and the
+    /// log once opened.
+    dead_dir: Option<PathBuf>,
+    dead_log: RefCell<Option<Log<I>>>,
+    /// What the state says of the dead letters (count, what was removed).
+    dead: RefCell<dead::DeadBook>,
+    wake_dead: Notify,
+    /// One writer of dead letters at a time (the dead-letter task, a shutdown).
+    dead_write_lock: tokio::sync::Mutex<()>,
+    /// One requeue or empty of the dead letters at a time.
+    dead_op_lock: tokio::sync::Mutex<()>,
+    /// The channel's own limits (`POST /channel/config`), saved with its state...
+    overrides: Cell<SnapConfig>,
+    /// ...and the limits in effect: `--max-attempts` (0: off)...
+    max_attempts: Cell<u16>,
+    /// ...and `--message-ttl` in ns (0: off).
+    ttl_ns: Cell<u64>,
     io: I,
     /// Set when the state changed since the last durable save.
     pub dirty: Cell<bool>,
@@ -227,6 +265,13 @@ pub struct Channel<I: Io = UringIo> {
     pub deleted: Cell<bool>,
 }
 
+/// Where a channel's own logs live (`None`: it has none, as an ephemeral channel).
+#[derive(Debug, Clone, Default)]
+pub struct ChannelDirs {
+    pub park: Option<PathBuf>,
+    pub dead: Option<PathBuf>,
+}
+
 /// What a channel shares with its topic.
 #[derive(Debug)]
 pub struct TopicLink<I: Io = UringIo> {
@@ -243,7 +288,7 @@ impl<I: Io> Channel<I> {
         topic: TopicLink<I>,
         cfg: Rc<ChannelConfig>,
         start: Position,
-        park_dir: Option<PathBuf>,
+        dirs: ChannelDirs,
         io: I,
     ) -> Rc<Self> {
         let TopicLink {
@@ -254,8 +299,11 @@ impl<I: Io> Channel<I> {
         } = topic;
         let ephemeral = crate::protocol::is_ephemeral(&name);
         let e2e = super::e2e::E2eLatency::new(&cfg.e2e, cfg.clock);
-        let park_dir = park_dir.filter(|_| !ephemeral);
+        let park_dir = dirs.park.filter(|_| !ephemeral);
+        let dead_dir = dirs.dead.filter(|_| !ephemeral);
         let rollback_gen = store.rollback_gen();
+        let max_attempts = cfg.max_attempts;
+        let ttl_ns = u64::try_from(cfg.message_ttl.as_nanos()).unwrap_or(u64::MAX);
         Rc::new(Self {
             name,
             topic_name,
@@ -276,6 +324,16 @@ impl<I: Io> Channel<I> {
             wake_timer: Notify::new(),
             park_dir,
             park: RefCell::new(None),
+            park_lock: tokio::sync::Mutex::new(()),
+            dead_dir,
+            dead_log: RefCell::new(None),
+            dead: RefCell::new(dead::DeadBook::default()),
+            wake_dead: Notify::new(),
+            dead_write_lock: tokio::sync::Mutex::new(()),
+            dead_op_lock: tokio::sync::Mutex::new(()),
+            overrides: Cell::new(SnapConfig::default()),
+            max_attempts: Cell::new(max_attempts),
+            ttl_ns: Cell::new(ttl_ns),
             io,
             dirty: Cell::new(true),
             dirty_recent: Cell::new(true),
@@ -289,12 +347,14 @@ impl<I: Io> Channel<I> {
         })
     }
 
-    /// Starts the dispatcher and timer tasks (they end when the channel is deleted).
+    /// Starts the dispatcher, timer and dead-letter tasks (they end when the channel is
+    /// deleted).
     pub fn start(self: &Rc<Self>) {
         use tracing::Instrument as _;
         let span = tracing::info_span!("channel", topic = %self.topic_name, channel = %self.name);
         crate::broker::spawn(Rc::clone(self).dispatch_loop().instrument(span.clone()));
-        crate::broker::spawn(Rc::clone(self).timer_loop().instrument(span));
+        crate::broker::spawn(Rc::clone(self).timer_loop().instrument(span.clone()));
+        crate::broker::spawn(Rc::clone(self).dead_loop().instrument(span));
     }
 
     /// New records were appended to the topic, or something else may let delivery continue.
@@ -306,6 +366,7 @@ impl<I: Io> Channel<I> {
         self.deleted.set(true);
         self.wake_dispatch.notify_one();
         self.wake_timer.notify_one();
+        self.wake_dead.notify_one();
     }
 
     /// The state changed: to be saved (at the next ~100 ms save, and at the next sync point).
@@ -332,8 +393,11 @@ impl<I: Io> Channel<I> {
         Ok(())
     }
 
-    /// Removes a consumer and requeues everything it had in flight. Returns how many remain.
+    /// Removes a consumer and requeues everything it had in flight (a message that has used
+    /// its attempts goes to the dead letters: a consumer that crashes on it counts). Returns
+    /// how many remain.
     pub fn remove_consumer(&self, client_id: u64) -> usize {
+        let mut dying = Vec::new();
         let mut st = self.state.borrow_mut();
         st.consumers.retain(|c| c.id() != client_id);
         let mut owned: Vec<MessageId> = st
@@ -346,7 +410,11 @@ impl<I: Io> Channel<I> {
         owned.sort_by_key(|id| st.in_flight.get(id).map(|f| f.pending.key()));
         for id in owned {
             if let Some(f) = st.in_flight.remove(&id) {
-                st.requeue_now(f.pending);
+                if self.attempts_spent(f.pending.attempts) {
+                    dying.push(f.pending);
+                } else {
+                    st.requeue_now(f.pending);
+                }
             }
         }
         let left = st.consumers.len();
@@ -355,6 +423,9 @@ impl<I: Io> Channel<I> {
             st.drop_read_ahead();
         }
         drop(st);
+        for p in dying {
+            self.die(p, Reason::MaxAttempts, None);
+        }
         self.mark_dirty();
         self.wake();
         left
@@ -400,6 +471,11 @@ impl<I: Io> Channel<I> {
         self.counters
             .requeue_count
             .set(self.counters.requeue_count.get() + 1);
+        if self.attempts_spent(f.pending.attempts) {
+            self.die(f.pending, Reason::MaxAttempts, None);
+            self.wake();
+            return Ok(());
+        }
         let mut st = self.state.borrow_mut();
         if delay.is_zero() {
             st.requeue_now(f.pending);
@@ -477,6 +553,9 @@ impl<I: Io> Channel<I> {
         st.in_flight.clear();
         st.in_flight_deadlines.clear();
         st.reread.clear();
+        // Going to the dead letters too: their letters may still be written, as if they had
+        // died a moment earlier.
+        st.retain_dying(|_| false);
         st.epoch += 1;
         let consumers = st.consumers.clone();
         drop(st);
@@ -612,8 +691,15 @@ impl<I: Io> Channel<I> {
 }
 
 impl State {
-    /// Every outstanding message, with when it is due (wall-clock ns; 0 = now or in flight).
+    /// Every outstanding message, with when it is due (wall-clock ns; 0 = now or in flight):
+    /// those waiting in the channel and those going to the dead letters.
     fn outstanding(&self) -> impl Iterator<Item = (Pending, u64)> + '_ {
+        let dying = self.dying.iter().map(|d| (d.pending, 0));
+        self.waiting().chain(dying)
+    }
+
+    /// The outstanding messages in flight, deferred or requeued (not those dying).
+    fn waiting(&self) -> impl Iterator<Item = (Pending, u64)> + '_ {
         let in_flight = self.in_flight.values().map(|f| (f.pending, 0));
         let deferred = self.deferred.values().map(|(p, _, due_ns)| (*p, *due_ns));
         let requeued = self.requeued.iter().map(|p| (*p, 0));
@@ -692,6 +778,7 @@ impl State {
         let seq = to.seq;
         let gone_from = |p: &Pending| p.source == Source::Topic && p.pos.seq >= seq;
         let before = self.deferred.len() + self.in_flight.len() + self.requeued.len();
+        self.retain_dying(|d| !gone_from(&d.pending));
         self.deferred.retain(|_, (p, _, _)| !gone_from(p));
         let mut clients = Vec::new();
         self.in_flight.retain(|_, f| {

@@ -51,6 +51,9 @@ impl<I: Io> Channel<I> {
         if self.park_dir.is_none() {
             return Ok(());
         }
+        // Not while dead letters are being requeued into the park log (their copies are not
+        // outstanding yet: the floor below would drop them).
+        let _one_at_a_time = self.park_lock.lock().await;
         let beyond_ns = self
             .cfg
             .clock
@@ -135,7 +138,8 @@ impl State {
     /// the cursor is past it.
     fn to_park(&self, beyond_ns: u64) -> Vec<(Key, Position, u64)> {
         let cursor = self.cursor().seq;
-        self.outstanding()
+        // Not the dying: their letters are about to be written (and would not be repointed).
+        self.waiting()
             .filter(|(p, due_ns)| {
                 p.source == Source::Topic
                     && p.pos.seq < cursor

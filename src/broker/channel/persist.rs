@@ -19,12 +19,17 @@
 //!   ([`Channel::retention_floor`]), whatever the newer recent state says;
 //! - a parked copy is fsynced before any state refers to it.
 //!
-//! # Format (version 2; all integers little-endian)
+//! - a message moving to the dead letters (`dead.rs`) stays outstanding until its dead-letter
+//!   record is fsynced; a state saved after that says how far the dead letters went (dead end),
+//!   and restore reads the few dead-letter records written since: their messages are no longer
+//!   outstanding (never both in the channel and in the dead letters).
+//!
+//! # Format (version 3; all integers little-endian)
 //!
 //! | bytes | field |
 //! | --- | --- |
 //! | 0..8 | magic `RINGSQCH` |
-//! | 8..12 | version u32 = 2 |
+//! | 8..12 | version u32 = 3 |
 //! | 12..20 | generation u64 (higher is newer) |
 //! | 20..28 | cursor seq u64 |
 //! | 28..36 | cursor offset u64 |
@@ -32,24 +37,37 @@
 //! | 40..44 | skip count u32 `k` |
 //! | 44.. | `n` × 27 bytes: source u8 (0 topic log, 1 park log), attempts u16, seq u64, offset u64, deliver-at u64 (Unix ns; 0 = due now) |
 //! | .. | `k` × 24 bytes: from seq u64, to seq u64, to offset u64 |
+//! | .. (52 bytes) | dead end seq u64 + offset u64 (the dead-letter log's end as of this state), dead floor seq u64 + offset u64 (every dead letter below it is removed), max-attempts override: present u8 (0/1) + u16, message-TTL override: present u8 (0/1) + ns u64, removed range count u32 `r`, taken-ahead count u32 `t` |
+//! | .. | `r` × 24 bytes: dead letters removed one by one (requeued or emptied), `[from seq u64, to)` with to seq u64, to offset u64 |
+//! | .. | `t` × 8 bytes: seq u64 of a topic record at or past the cursor this channel already took (the cursor passes over it) |
 //! | last 4 | CRC32C of every byte before |
 //!
 //! A topic-log entry at or past the cursor is a message taken ahead of it (a DPUB deferred at
-//! publish): the cursor passes over its record. Version 1 files (JSON, written by earlier
-//! ringsq) are still read.
+//! publish): the cursor passes over its record, as over each taken-ahead seq (which also covers
+//! a taken-ahead message finished or dead before the cursor got there). Version 2 files (the
+//! same without the version 3 part) and version 1 files (JSON, written by earlier ringsq) are
+//! still read.
 
-use super::{Channel, Pending, Source, State};
+use super::dead::DeadSince;
+use super::{Channel, Key, Pending, Source, State};
 use ringsq_storage::{Io, Position};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
-pub const CHANNEL_SNAPSHOT_VERSION: u32 = 2;
+pub const CHANNEL_SNAPSHOT_VERSION: u32 = 3;
+/// The version before dead letters (no version 3 part).
+const VERSION_2: u32 = 2;
 const MAGIC: &[u8; 8] = b"RINGSQCH";
 const HEADER_BYTES: usize = 44;
 const OUTSTANDING_BYTES: usize = 27;
 const SKIP_BYTES: usize = 24;
+/// The fixed part of version 3 (dead end, floor, the two overrides, the two counts).
+const V3_FIXED_BYTES: usize = 16 + 16 + 1 + 2 + 1 + 8 + 4 + 4;
+const REMOVED_BYTES: usize = 24;
+const AHEAD_BYTES: usize = 8;
 const CRC_BYTES: usize = 4;
 /// The recent state is saved at most this often...
 const RECENT_SAVE_INTERVAL_MIN: Duration = Duration::from_millis(100);
@@ -68,6 +86,34 @@ pub struct ChannelSnapshot {
     /// Ranges of the topic's log ahead of the cursor that this channel skips (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<SnapSkip>,
+    /// Topic records at or past the cursor this channel already took (version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ahead: Vec<u64>,
+    /// Where the dead letters stood (version 3).
+    #[serde(default)]
+    pub dead: SnapDead,
+    /// The channel's own limits (`POST /channel/config`, version 3).
+    #[serde(default)]
+    pub config: SnapConfig,
+}
+
+/// A channel's dead letters as its state records them (the letters are in the dead-letter log).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapDead {
+    /// The dead-letter log's end when the state was taken: records from here on were written
+    /// after it (their messages may still be outstanding in this state).
+    pub end: SnapPos,
+    /// Every dead letter below it is removed.
+    pub floor: SnapPos,
+    /// Dead letters `[seq, to)` removed one by one above the floor, in order.
+    pub removed: Vec<SnapSkip>,
+}
+
+/// A channel's own limits; `None`: the flag's value.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapConfig {
+    pub max_attempts: Option<u16>,
+    pub message_ttl_ns: Option<u64>,
 }
 
 /// Records `[seq, to)` of the topic's log that are not this channel's: what a paused topic held
@@ -78,7 +124,7 @@ pub struct SnapSkip {
     pub to: SnapPos,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SnapPos {
     pub seq: u64,
     pub offset: u64,
@@ -123,6 +169,9 @@ impl ChannelSnapshot {
             cursor: cursor.into(),
             outstanding: Vec::new(),
             skip: Vec::new(),
+            ahead: Vec::new(),
+            dead: SnapDead::default(),
+            config: SnapConfig::default(),
         }
     }
 
@@ -140,12 +189,15 @@ impl ChannelSnapshot {
             .unwrap_or(cursor)
     }
 
-    /// The version 2 bytes.
+    /// The version 3 bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             HEADER_BYTES
                 + OUTSTANDING_BYTES * self.outstanding.len()
                 + SKIP_BYTES * self.skip.len()
+                + V3_FIXED_BYTES
+                + REMOVED_BYTES * self.dead.removed.len()
+                + AHEAD_BYTES * self.ahead.len()
                 + CRC_BYTES,
         );
         out.extend_from_slice(MAGIC);
@@ -171,14 +223,32 @@ impl ChannelSnapshot {
             out.extend_from_slice(&s.to.seq.to_le_bytes());
             out.extend_from_slice(&s.to.offset.to_le_bytes());
         }
+        for p in [self.dead.end, self.dead.floor] {
+            out.extend_from_slice(&p.seq.to_le_bytes());
+            out.extend_from_slice(&p.offset.to_le_bytes());
+        }
+        out.push(u8::from(self.config.max_attempts.is_some()));
+        out.extend_from_slice(&self.config.max_attempts.unwrap_or(0).to_le_bytes());
+        out.push(u8::from(self.config.message_ttl_ns.is_some()));
+        out.extend_from_slice(&self.config.message_ttl_ns.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&count(self.dead.removed.len()));
+        out.extend_from_slice(&count(self.ahead.len()));
+        for s in &self.dead.removed {
+            out.extend_from_slice(&s.seq.to_le_bytes());
+            out.extend_from_slice(&s.to.seq.to_le_bytes());
+            out.extend_from_slice(&s.to.offset.to_le_bytes());
+        }
+        for seq in &self.ahead {
+            out.extend_from_slice(&seq.to_le_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Reads a saved state: version 2 bytes, or a version 1 JSON file. `None` if the bytes are
-    /// neither (torn, damaged, foreign): never a panic, never an allocation the input's size
-    /// does not bound.
+    /// Reads a saved state: version 3 or 2 bytes, or a version 1 JSON file. `None` if the
+    /// bytes are none of these (torn, damaged, foreign): never a panic, never an allocation the
+    /// input's size does not bound.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         if !bytes.starts_with(MAGIC) {
             return serde_json::from_slice::<Self>(bytes)
@@ -190,56 +260,43 @@ impl ChannelSnapshot {
             return None;
         }
         let mut r = Reader(body.get(MAGIC.len()..)?);
-        if r.u32()? != CHANNEL_SNAPSHOT_VERSION {
+        let version = r.u32()?;
+        if version != CHANNEL_SNAPSHOT_VERSION && version != VERSION_2 {
             return None;
         }
         let generation = r.u64()?;
-        let cursor = SnapPos {
-            seq: r.u64()?,
-            offset: r.u64()?,
-        };
+        let cursor = r.pos()?;
         let n = usize::try_from(r.u32()?).ok()?;
         let k = usize::try_from(r.u32()?).ok()?;
-        let expected = n
+        let v2_bytes = n
             .checked_mul(OUTSTANDING_BYTES)?
             .checked_add(k.checked_mul(SKIP_BYTES)?)?;
-        if r.0.len() != expected {
+        let fits = if version == VERSION_2 {
+            r.0.len() == v2_bytes
+        } else {
+            r.0.len() >= v2_bytes.checked_add(V3_FIXED_BYTES)?
+        };
+        if !fits {
             return None;
         }
         let outstanding = (0..n)
-            .map(|_| {
-                let source = match r.u8()? {
-                    0 => Source::Topic,
-                    1 => Source::Park,
-                    _ => return None,
-                };
-                Some(SnapOutstanding {
-                    source,
-                    attempts: r.u16()?,
-                    seq: r.u64()?,
-                    offset: r.u64()?,
-                    deliver_at_ns: r.u64()?,
-                })
-            })
+            .map(|_| r.outstanding())
             .collect::<Option<Vec<_>>>()?;
-        let skip = (0..k)
-            .map(|_| {
-                Some(SnapSkip {
-                    seq: r.u64()?,
-                    to: SnapPos {
-                        seq: r.u64()?,
-                        offset: r.u64()?,
-                    },
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self {
+        let skip = (0..k).map(|_| r.range()).collect::<Option<Vec<_>>>()?;
+        let mut snap = Self {
             version: CHANNEL_SNAPSHOT_VERSION,
             generation,
             cursor,
             outstanding,
             skip,
-        })
+            ahead: Vec::new(),
+            dead: SnapDead::default(),
+            config: SnapConfig::default(),
+        };
+        if version == CHANNEL_SNAPSHOT_VERSION {
+            r.version_3(&mut snap)?;
+        }
+        Some(snap)
     }
 }
 
@@ -263,6 +320,65 @@ impl Reader<'_> {
     }
     fn u64(&mut self) -> Option<u64> {
         self.take().map(u64::from_le_bytes)
+    }
+
+    fn pos(&mut self) -> Option<SnapPos> {
+        Some(SnapPos {
+            seq: self.u64()?,
+            offset: self.u64()?,
+        })
+    }
+
+    fn range(&mut self) -> Option<SnapSkip> {
+        Some(SnapSkip {
+            seq: self.u64()?,
+            to: self.pos()?,
+        })
+    }
+
+    fn outstanding(&mut self) -> Option<SnapOutstanding> {
+        let source = match self.u8()? {
+            0 => Source::Topic,
+            1 => Source::Park,
+            _ => return None,
+        };
+        Some(SnapOutstanding {
+            source,
+            attempts: self.u16()?,
+            seq: self.u64()?,
+            offset: self.u64()?,
+            deliver_at_ns: self.u64()?,
+        })
+    }
+
+    /// A presence byte: 0 or 1.
+    fn present(&mut self) -> Option<bool> {
+        match self.u8()? {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// The version 3 part (its fixed size already checked), which must end the bytes.
+    fn version_3(&mut self, snap: &mut ChannelSnapshot) -> Option<()> {
+        snap.dead.end = self.pos()?;
+        snap.dead.floor = self.pos()?;
+        let (present, n) = (self.present()?, self.u16()?);
+        snap.config.max_attempts = present.then_some(n);
+        let (present, ns) = (self.present()?, self.u64()?);
+        snap.config.message_ttl_ns = present.then_some(ns);
+        let r = usize::try_from(self.u32()?).ok()?;
+        let t = usize::try_from(self.u32()?).ok()?;
+        let rest = r
+            .checked_mul(REMOVED_BYTES)?
+            .checked_add(t.checked_mul(AHEAD_BYTES)?)?;
+        if self.0.len() != rest {
+            return None;
+        }
+        snap.dead.removed = (0..r).map(|_| self.range()).collect::<Option<Vec<_>>>()?;
+        snap.ahead = (0..t).map(|_| self.u64()).collect::<Option<Vec<_>>>()?;
+        Some(())
     }
 }
 
@@ -345,6 +461,9 @@ impl<I: Io> Channel<I> {
                 .iter()
                 .map(|&(seq, to)| SnapSkip { seq, to: to.into() })
                 .collect(),
+            ahead: st.taken_ahead.iter().copied().collect(),
+            dead: self.dead.borrow().snap(),
+            config: self.overrides.get(),
         }
     }
 
@@ -395,24 +514,36 @@ impl<I: Io> Channel<I> {
     /// Restores a saved state: the cursor (at most the log's end, which a crash may have moved
     /// back), and every outstanding message, by position only — due ones requeued, deferred ones
     /// deferred again; their records are read when they are delivered. Entries whose records the
-    /// log no longer has are reported and dropped.
+    /// log no longer has are reported and dropped, and so are those that `dead` (the dead
+    /// letters written after the state was saved) shows went to the dead letters.
     ///
-    /// Returns whether the saved state refers past the log's end (records lost in a crash). It
-    /// must then be saved again before the log takes new records: they take those seqs, and a
-    /// later restart from the stale state would take them for the lost ones (skip them, or
-    /// redeliver an outstanding entry from a record that is not its own).
-    pub fn restore(&self, saved: &Saved) -> bool {
-        let Some(snap) = saved.newest() else {
-            return false;
-        };
-        let first = self.store.first();
+    /// Returns whether the saved state (or a dead letter written since) refers past the log's
+    /// end (records lost in a crash). It must then be saved again before the log takes new
+    /// records: they take those seqs, and a later restart from the stale state would take them
+    /// for the lost ones (skip them, or redeliver an outstanding entry from a record that is not
+    /// its own).
+    pub(crate) fn restore(&self, saved: &Saved, dead: &DeadSince) -> bool {
         let end = self.store.end();
-        let past_end = snap.cursor.seq > end.seq
+        let dead_past_end = dead
+            .keys
+            .iter()
+            .any(|&(source, seq)| source == Source::Topic && seq >= end.seq);
+        let Some(snap) = saved.newest() else {
+            self.dead.borrow_mut().restore(None, dead);
+            self.pass_dead_ahead(dead);
+            return dead_past_end;
+        };
+        self.set_overrides(snap.config);
+        self.dead.borrow_mut().restore(Some(&snap.dead), dead);
+        let first = self.store.first();
+        let past_end = dead_past_end
+            || snap.cursor.seq > end.seq
             || snap
                 .outstanding
                 .iter()
                 .any(|o| o.source == Source::Topic && o.seq >= end.seq)
-            || snap.skip.iter().any(|s| s.to.seq > end.seq);
+            || snap.skip.iter().any(|s| s.to.seq > end.seq)
+            || snap.ahead.iter().any(|&seq| seq >= end.seq);
         self.generation.set(
             [&saved.durable, &saved.recent]
                 .into_iter()
@@ -440,8 +571,16 @@ impl<I: Io> Channel<I> {
             .map(|(seq, to)| (seq, if to.seq > end.seq { end } else { to }))
             .collect();
         st.skip.make_contiguous().sort_by_key(|&(seq, _)| seq);
-        let lost = restore_outstanding(&mut st, snap, first, end, cursor, self.cfg.clock.now_ns());
+        st.taken_ahead = snap
+            .ahead
+            .iter()
+            .copied()
+            .filter(|&seq| seq >= cursor.seq && seq < end.seq)
+            .collect();
+        let now_ns = self.cfg.clock.now_ns();
+        let lost = restore_outstanding(&mut st, snap, &dead.keys, (first, end, cursor), now_ns);
         drop(st);
+        self.pass_dead_ahead(dead);
         if lost > 0 {
             tracing::warn!(topic = %self.topic_name, channel = %self.name,
                 "{lost} outstanding message(s) are no longer in the log (lost in a crash before they were written)");
@@ -454,14 +593,14 @@ impl<I: Io> Channel<I> {
     }
 }
 
-/// Puts each outstanding entry of `snap` back (requeued or deferred); returns how many refer to
-/// records the topic's log no longer has.
+/// Puts each outstanding entry of `snap` back (requeued or deferred), but those whose message
+/// is among the dead letters (`dead`); returns how many refer to records the topic's log no
+/// longer has. `(first, end, cursor)`: the topic log's first and end positions, the cursor.
 fn restore_outstanding(
     st: &mut State,
     snap: &ChannelSnapshot,
-    first: Position,
-    end: Position,
-    cursor: Position,
+    dead: &HashSet<Key>,
+    (first, end, cursor): (Position, Position, Position),
     now_ns: u64,
 ) -> usize {
     let now = Instant::now();
@@ -475,6 +614,9 @@ fn restore_outstanding(
             },
             attempts: o.attempts,
         };
+        if dead.contains(&p.key()) {
+            continue;
+        }
         if o.source == Source::Topic {
             if o.seq < first.seq || o.seq >= end.seq {
                 lost += 1;
@@ -529,7 +671,44 @@ mod tests {
                     offset: 6000,
                 },
             }],
+            ahead: vec![140, 150],
+            dead: SnapDead {
+                end: SnapPos {
+                    seq: 9,
+                    offset: 900,
+                },
+                floor: SnapPos {
+                    seq: 2,
+                    offset: 200,
+                },
+                removed: vec![SnapSkip {
+                    seq: 4,
+                    to: SnapPos {
+                        seq: 6,
+                        offset: 600,
+                    },
+                }],
+            },
+            config: SnapConfig {
+                max_attempts: Some(0),
+                message_ttl_ns: Some(3_000_000_000),
+            },
         }
+    }
+
+    /// A state as version 2 wrote it: the version 3 bytes without their part, version 2.
+    fn as_version_2(s: &ChannelSnapshot) -> Vec<u8> {
+        let v3 = ChannelSnapshot {
+            ahead: Vec::new(),
+            dead: SnapDead::default(),
+            ..s.clone()
+        }
+        .encode();
+        let mut v2 = v3[..v3.len() - CRC_BYTES - V3_FIXED_BYTES].to_vec();
+        v2[8..12].copy_from_slice(&VERSION_2.to_le_bytes());
+        let crc = crc32c::crc32c(&v2);
+        v2.extend_from_slice(&crc.to_le_bytes());
+        v2
     }
 
     #[test]
@@ -538,6 +717,38 @@ mod tests {
         assert_eq!(ChannelSnapshot::decode(&s.encode()), Some(s));
         let empty = ChannelSnapshot::at(Position::default());
         assert_eq!(ChannelSnapshot::decode(&empty.encode()), Some(empty));
+    }
+
+    #[test]
+    fn reads_version_2() {
+        let s = sample();
+        let old = ChannelSnapshot::decode(&as_version_2(&s)).unwrap();
+        assert_eq!(
+            old,
+            ChannelSnapshot {
+                ahead: Vec::new(),
+                dead: SnapDead::default(),
+                config: SnapConfig::default(),
+                ..s
+            }
+        );
+        // A version 2 file with version 3 bytes after it is not one.
+        let mut bad = sample().encode();
+        bad[8..12].copy_from_slice(&VERSION_2.to_le_bytes());
+        let body = bad.len() - CRC_BYTES;
+        let crc = crc32c::crc32c(&bad[..body]);
+        bad[body..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(ChannelSnapshot::decode(&bad), None);
+    }
+
+    #[test]
+    fn an_override_of_zero_is_not_no_override() {
+        let mut s = sample();
+        s.config.max_attempts = None;
+        let back = ChannelSnapshot::decode(&s.encode()).unwrap();
+        assert_eq!(back.config.max_attempts, None);
+        assert_eq!(back.config.message_ttl_ns, Some(3_000_000_000));
+        assert_eq!(sample().config.max_attempts, Some(0));
     }
 
     #[test]

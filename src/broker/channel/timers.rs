@@ -1,5 +1,5 @@
-//! Deadlines: the timer task times out in-flight messages (nsqd's msg timeout) and releases
-//! deferred ones when they come due. It sleeps until the earliest deadline (never polling); a new
+//! Deadlines: the timer task times out in-flight messages (nsqd's msg timeout; one that has used
+//! its `--max-attempts` goes to the dead letters) and releases deferred ones when they come due. It sleeps until the earliest deadline (never polling); a new
 //! deadline wakes it only when it is earlier than the one it sleeps for.
 
 use super::Channel;
@@ -43,6 +43,7 @@ impl<I: Io> Channel<I> {
     /// deadline.
     fn fire_due(&self, now: Instant) -> Option<Instant> {
         let mut timed_out = Vec::new();
+        let mut dying = Vec::new();
         let mut released = false;
         let mut st = self.state.borrow_mut();
         while let Some(Reverse((at, id))) = st.in_flight_deadlines.peek().copied() {
@@ -54,7 +55,11 @@ impl<I: Io> Channel<I> {
             if st.in_flight.get(&id).is_some_and(|f| f.deadline == at) {
                 if let Some(f) = st.in_flight.remove(&id) {
                     timed_out.push(f.client_id);
-                    st.requeue_now(f.pending);
+                    if self.attempts_spent(f.pending.attempts) {
+                        dying.push(f.pending);
+                    } else {
+                        st.requeue_now(f.pending);
+                    }
                 }
             }
         }
@@ -78,6 +83,9 @@ impl<I: Io> Channel<I> {
         .flatten()
         .min();
         drop(st);
+        for p in dying {
+            self.die(p, super::Reason::MaxAttempts, None);
+        }
         for client_id in &timed_out {
             if let Some(c) = self.consumer(*client_id) {
                 c.release();

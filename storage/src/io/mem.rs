@@ -426,13 +426,15 @@ impl Io for MemIo {
         if !s.dirs.contains(path) {
             return Err(err(libc::ENOENT));
         }
-        // Files and directories, as `readdir` lists them.
-        Ok(s.names
+        // Files and directories, as a real directory listing has both.
+        let entries: BTreeSet<OsString> = s
+            .names
             .keys()
             .chain(s.dirs.iter())
             .filter(|p| p.parent() == Some(path))
             .filter_map(|p| p.file_name().map(std::ffi::OsStr::to_os_string))
-            .collect())
+            .collect();
+        Ok(entries.into_iter().collect())
     }
 
     fn now(&self) -> SystemTime {

@@ -163,7 +163,10 @@ fn deferred_count(broker: &Broker, topic: &str, channel: &str) -> u64 {
 #[test]
 fn a_dpub_ahead_of_the_cursor_is_deferred_once_across_a_restart() {
     let mut broker = Broker::start(&["--mem-queue-size", "0", "--sync-timeout", "100ms"]);
-    for path in ["/topic/create?topic=dp", "/channel/create?topic=dp&channel=c"] {
+    for path in [
+        "/topic/create?topic=dp",
+        "/channel/create?topic=dp&channel=c",
+    ] {
         assert_eq!(common::http_post(&broker, path, b"").0, 200, "{path}");
     }
     let mut p = RawConn::connect(broker.tcp_addr());
@@ -181,5 +184,9 @@ fn a_dpub_ahead_of_the_cursor_is_deferred_once_across_a_restart() {
     assert_eq!(m.body, b"now");
     c.fin(&m.id);
     c.expect_no_frame(Duration::from_millis(300));
-    assert_eq!(deferred_count(&broker, "dp", "c"), 1, "the DPUB is deferred twice");
+    assert_eq!(
+        deferred_count(&broker, "dp", "c"),
+        1,
+        "the DPUB is deferred twice"
+    );
 }

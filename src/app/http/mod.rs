@@ -12,6 +12,7 @@
 //! - [`publish`]: `/pub`, `/mpub`. [`admin`]: `/topic/*`, `/channel/*`, `/info`, `/ping`.
 //! - [`stats`]: `/stats` (JSON and text). [`metrics`]: `/metrics` (Prometheus text).
 //! - [`config`]: `GET/PUT /config/:opt`.
+//! - [`snapshot`]: `GET /snapshot` (ringsq's: a tar of a consistent copy of the data directory).
 
 pub mod admin;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod publish;
 pub mod query;
 pub mod response;
+pub mod snapshot;
 pub mod stats;
 
 use crate::app::node::Node;
@@ -244,7 +246,7 @@ fn allowed(path: &str) -> Option<&'static [Method]> {
     const POST: &[Method] = &[Method::POST];
     const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
     match path {
-        "/ping" | "/info" | "/stats" | "/metrics" => Some(GET),
+        "/ping" | "/info" | "/stats" | "/metrics" | "/snapshot" => Some(GET),
         "/pub" | "/mpub" | "/topic/create" | "/topic/delete" | "/topic/empty" | "/topic/pause"
         | "/topic/unpause" | "/channel/create" | "/channel/delete" | "/channel/empty"
         | "/channel/pause" | "/channel/unpause" | "/channel/rewind" => Some(POST),
@@ -303,6 +305,7 @@ async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
         "/info" => Ok(admin::info(node)),
         "/stats" => stats::stats(node, &req).await,
         "/metrics" => Ok(metrics::metrics(node).await),
+        "/snapshot" => snapshot::snapshot(node).await,
         "/pub" => publish::pub_one(node, req).await,
         "/mpub" => publish::pub_many(node, req).await,
         "/topic/create" => admin::topic_create(node, &req).await,

@@ -140,6 +140,24 @@ impl ChannelSnapshot {
             .unwrap_or(cursor)
     }
 
+    /// This state as a copy of the topic's log ending at `end` sees it (`GET /snapshot`):
+    /// records from `end` on are not in the copy, so the cursor stops there and nothing past it
+    /// is outstanding or skipped — as a restart on that copy would take it, without reporting
+    /// those records as lost in a crash.
+    pub fn cut_at(&mut self, end: Position) {
+        if self.cursor.seq > end.seq {
+            self.cursor = end.into();
+        }
+        self.outstanding
+            .retain(|o| o.source != Source::Topic || o.seq < end.seq);
+        self.skip.retain(|s| s.seq < end.seq);
+        for s in &mut self.skip {
+            if s.to.seq > end.seq {
+                s.to = end.into();
+            }
+        }
+    }
+
     /// The version 2 bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
@@ -323,9 +341,19 @@ impl<I: Io> Channel<I> {
     /// The state to save: everything as it is now. A cursor past the log's synced end is fine
     /// (see the module docs: restore resumes at the log's end).
     pub fn snapshot(&self) -> ChannelSnapshot {
-        let st = self.state.borrow();
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
+        self.state_at(generation)
+    }
+
+    /// The state as it is now, for a copy of the data directory (`GET /snapshot`): the
+    /// channel's own saves are left as they are (no new generation, nothing marked saved).
+    pub fn state_for_copy(&self) -> ChannelSnapshot {
+        self.state_at(self.generation.get())
+    }
+
+    fn state_at(&self, generation: u64) -> ChannelSnapshot {
+        let st = self.state.borrow();
         ChannelSnapshot {
             version: CHANNEL_SNAPSHOT_VERSION,
             generation,

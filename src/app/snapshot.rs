@@ -267,9 +267,11 @@ async fn copy_file(
         .open(source, OpenMode::Read)
         .await
         .map_err(|e| failed("open", e))?;
+    let chunk_max = u64::try_from(CHUNK_BYTES).unwrap_or(u64::MAX);
     let mut pos = 0;
     while pos < len {
-        let want = usize::try_from((len - pos).min(CHUNK_BYTES as u64)).unwrap_or(CHUNK_BYTES);
+        let left = (len - pos).min(chunk_max);
+        let want = usize::try_from(left).unwrap_or(CHUNK_BYTES);
         let mut buf = ringsq_storage::io::read_exact_or_eof(&file, pos, want)
             .await
             .map_err(|e| failed("read", e))?;
@@ -281,7 +283,7 @@ async fn copy_file(
             return Err(failed("read", short));
         }
         buf.truncate(want);
-        pos += want as u64;
+        pos += left;
         send(tx, Bytes::from(buf)).await?;
     }
     Ok(())

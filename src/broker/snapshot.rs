@@ -112,7 +112,9 @@ impl<I: Io> Broker<I> {
         let mut running = tokio::task::JoinSet::new();
         let mut first_error = None;
         let mut note = |done: Option<super::Joined<Result<(), ringsq_storage::Error>>>| match done {
-            Some(Ok(Ok(()))) | None => {}
+            // Closed meanwhile (its topic or channel deleted, or the broker exiting): closing
+            // synced it, and a deleted one is left out of the copy.
+            Some(Ok(Ok(()) | Err(ringsq_storage::Error::Closed))) | None => {}
             Some(Ok(Err(e))) => {
                 first_error.get_or_insert(BrokerError::Storage(e));
             }

@@ -557,6 +557,41 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_keeps_only_what_the_copy_holds() {
+        let end = Position {
+            seq: 95,
+            offset: 4750,
+        };
+        let mut s = sample();
+        s.cut_at(end);
+        assert_eq!(Position::from(s.cursor), end);
+        // The topic entry below the end stays; the parked one is not in the topic's log.
+        assert_eq!(s.outstanding, sample().outstanding);
+        assert!(s.skip.is_empty());
+        let mut s = sample();
+        s.cut_at(Position {
+            seq: 125,
+            offset: 6250,
+        });
+        assert_eq!(s.cursor, sample().cursor);
+        assert_eq!(s.skip[0].to.seq, 125);
+        let mut s = sample();
+        s.cut_at(Position {
+            seq: 80,
+            offset: 4000,
+        });
+        assert_eq!(s.outstanding.len(), 1);
+        assert_eq!(s.outstanding[0].source, Source::Park);
+        // A state within the copy is left as it is.
+        let mut s = sample();
+        s.cut_at(Position {
+            seq: 200,
+            offset: 9000,
+        });
+        assert_eq!(s, sample());
+    }
+
+    #[test]
     fn any_damage_is_unreadable() {
         let bytes = sample().encode();
         for cut in 0..bytes.len() {

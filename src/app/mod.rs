@@ -4,7 +4,8 @@
 //! ([`metadata`]), the `/stats` model ([`stats`]) and what shard 0 gathers from every shard
 //! ([`gather`]), the file descriptor budget ([`fds`]), the TLS configuration ([`tls`]) and the
 //! auth servers' client ([`auth`]), the offline tools `ringsq check` and `ringsq dump`
-//! ([`tools`]) and JSON log lines ([`log_json`]).
+//! ([`tools`]), `GET /snapshot`'s consistent copy of the data directory ([`snapshot`]) and JSON
+//! log lines ([`log_json`]).
 
 pub mod auth;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod loops;
 pub mod metadata;
 pub mod node;
 pub mod server;
+pub mod snapshot;
 pub mod stats;
 pub mod tls;
 pub mod tools;

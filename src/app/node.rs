@@ -51,6 +51,8 @@ pub struct Node {
     /// The lookupds' HTTP addresses, queried for a new topic's channels.
     pub lookupd_http: Rc<LookupdChannels>,
     log_level: Cell<LogLevel>,
+    /// `GET /snapshot`: one at a time.
+    pub snapshots: super::snapshot::Snapshots,
 }
 
 impl Node {
@@ -89,6 +91,7 @@ impl Node {
             lookupd_changed: Notify::new(),
             lookupd_http,
             log_level: Cell::new(log_level),
+            snapshots: super::snapshot::Snapshots::default(),
         })
     }
 

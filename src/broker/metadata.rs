@@ -142,10 +142,14 @@ pub async fn write<I: Io>(
     data: &Path,
     topics: Vec<MetaTopic>,
 ) -> Result<(), ringsq_storage::Error> {
+    ringsq_storage::atomic_write(io, &paths::metadata_file(data), &encode(topics)).await
+}
+
+/// The bytes of `nsqd.dat` naming these topics (sorted by name by the caller).
+pub fn encode(topics: Vec<MetaTopic>) -> Vec<u8> {
     let file = MetaFile {
         topics: Some(topics),
         version: METADATA_VERSION.to_owned(),
     };
-    let bytes = serde_json::to_vec(&file).unwrap_or_default();
-    ringsq_storage::atomic_write(io, &paths::metadata_file(data), &bytes).await
+    serde_json::to_vec(&file).unwrap_or_default()
 }

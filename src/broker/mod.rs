@@ -20,6 +20,7 @@ pub mod message;
 pub mod metadata;
 pub mod paths;
 pub mod place;
+pub mod snapshot;
 pub mod store;
 pub mod topic;
 pub mod wake;
@@ -140,6 +141,8 @@ pub struct Broker<I: Io = UringIo> {
     creating: RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>,
     pub exiting: Cell<bool>,
     known_channels: RefCell<Option<Rc<dyn KnownChannels>>>,
+    /// What each copy of the data directory being read (`snapshot`) keeps from retention.
+    snapshot_pins: RefCell<BTreeMap<u64, Vec<ringsq_storage::RetainPin<I>>>>,
 }
 
 impl<I: Io> Broker<I> {
@@ -160,6 +163,7 @@ impl<I: Io> Broker<I> {
             creating: RefCell::new(HashMap::new()),
             exiting: Cell::new(false),
             known_channels: RefCell::new(None),
+            snapshot_pins: RefCell::new(BTreeMap::new()),
         });
         broker.load().await?;
         broker.load_metadata().await?;

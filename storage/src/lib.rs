@@ -14,6 +14,9 @@
 //!   [`Log::wait_written`], [`Log::wait_synced`], [`Log::sync`]; [`Log::read`] from any record
 //!   boundary; [`Log::retain_from`]; [`Log::close`]; [`Log::destroy`]; [`Log::end`],
 //!   [`Log::first`], [`Log::written`], [`Log::synced`], [`Log::error`], [`Log::stats`].
+//! - [`Log::copy_synced`] and [`Log::pin_retention`]: a consistent copy of a running log (the
+//!   files and lengths to copy, a checkpoint for them) and a [`RetainPin`] that keeps those
+//!   files from retention until the copy is done.
 //! - [`atomic_write`] and [`read_small_file`]: small state files, replaced atomically.
 //! - [`format`](mod@format): the pure, panic-free encoders and decoders (fuzz targets use them).
 //! - Failure semantics: an fsync error or a write error other than ENOSPC *poisons* the log
@@ -139,6 +142,7 @@
 //! tokio-uring has no ftruncate, readdir or recursive remove: [`UringIo`] uses `std::fs` for
 //! those. They run at open, after ENOSPC, and in [`Log::destroy`], never on the append path.
 
+mod copy;
 mod error;
 pub mod files;
 pub mod format;
@@ -152,6 +156,7 @@ mod reader;
 mod recovery;
 mod writer;
 
+pub use copy::{FileCut, LogCopy, RetainPin};
 pub use error::Error;
 pub use files::{Files, FilesStats};
 pub use health::WriteHealth;

@@ -16,8 +16,8 @@ use crate::position::{Position, Record};
 use crate::recovery::{self, RecoveryReport, SegmentInfo};
 use crate::{reader, writer};
 use bytes::Bytes;
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -169,6 +169,9 @@ pub(crate) struct Shared<I: Io> {
     pub work: Rc<Notify>,
     /// Wakes every waiter when `written`, `synced`, the error or the closed flag change.
     pub progress: Notify,
+    /// Retention pins (`copy::RetainPin`): id → the lowest seq retention must keep.
+    pub pins: RefCell<BTreeMap<u64, u64>>,
+    pub next_pin: Cell<u64>,
 }
 
 impl<I: Io> Shared<I> {
@@ -283,6 +286,8 @@ impl<I: Io> Log<I> {
             state: RefCell::new(state),
             work: Rc::new(Notify::new()),
             progress: Notify::new(),
+            pins: RefCell::new(BTreeMap::new()),
+            next_pin: Cell::new(0),
         });
         let writer = writer::Writer::new(Rc::clone(&shared), opened.current, opened.checkpointed);
         tokio::task::spawn_local(writer.run());
@@ -293,6 +298,10 @@ impl<I: Io> Log<I> {
     }
 
     fn shared(&self) -> &Shared<I> {
+        &self.handle.shared
+    }
+
+    pub(crate) fn shared_rc(&self) -> &Rc<Shared<I>> {
         &self.handle.shared
     }
 
@@ -526,8 +535,11 @@ impl<I: Io> Log<I> {
 
     /// As [`Log::retain_from`], keeping too every segment last written at or after
     /// `written_before` (retention by age: a segment goes once its newest record is older).
+    /// A [`RetainPin`](crate::RetainPin) lowers `seq` to its own while it is held.
     pub fn retain(&self, seq: u64, written_before: Option<SystemTime>) {
         let shared = self.shared();
+        let pinned = shared.pins.borrow().values().copied().min();
+        let seq = pinned.map_or(seq, |pin| pin.min(seq));
         let mut st = shared.state.borrow_mut();
         let expired = |s: &SegmentInfo| {
             s.end.seq <= seq && written_before.is_none_or(|limit| s.modified < limit)

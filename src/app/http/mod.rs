@@ -13,6 +13,7 @@
 //!   [`dead`]: ringsq's `/channel/config` and `/channel/dead*` (poison messages).
 //! - [`stats`]: `/stats` (JSON and text). [`metrics`]: `/metrics` (Prometheus text).
 //! - [`config`]: `GET/PUT /config/:opt`.
+//! - [`snapshot`]: `GET /snapshot` (ringsq's: a tar of a consistent copy of the data directory).
 
 pub mod admin;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod publish;
 pub mod query;
 pub mod response;
+pub mod snapshot;
 pub mod stats;
 
 use crate::app::node::Node;
@@ -247,7 +249,7 @@ fn allowed(path: &str) -> Option<&'static [Method]> {
     const GET_PUT: &[Method] = &[Method::GET, Method::PUT];
     const GET_POST: &[Method] = &[Method::GET, Method::POST];
     match path {
-        "/ping" | "/info" | "/stats" | "/metrics" | "/channel/dead" => Some(GET),
+        "/ping" | "/info" | "/stats" | "/metrics" | "/channel/dead" | "/snapshot" => Some(GET),
         "/channel/config" => Some(GET_POST),
         "/pub"
         | "/mpub"
@@ -319,6 +321,7 @@ async fn route(node: &Rc<Node>, req: Req) -> ApiResult {
         "/info" => Ok(admin::info(node)),
         "/stats" => stats::stats(node, &req).await,
         "/metrics" => Ok(metrics::metrics(node).await),
+        "/snapshot" => snapshot::snapshot(node).await,
         "/pub" => publish::pub_one(node, req).await,
         "/mpub" => publish::pub_many(node, req).await,
         "/topic/create" => admin::topic_create(node, &req).await,

@@ -10,12 +10,70 @@
 //! always `text/plain; charset=utf-8`, which is what we set (none for an empty body, as Go).
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use http_body_util::{Either, Full};
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
 
-pub type Resp = Response<Full<Bytes>>;
+/// A body in one piece, or one sent as it is produced ([`Chunks`]).
+pub type Body = Either<Full<Bytes>, Chunks>;
+pub type Resp = Response<Body>;
+
+/// A body of a known length sent as it is produced: chunks from a bounded channel, whose
+/// producer waits while the client is slow (memory stays bounded by the channel) and sees the
+/// client go away when this body is dropped. An `Err` chunk, or the channel closing early,
+/// ends the response with an error (the client sees it cut short).
+#[derive(Debug)]
+pub struct Chunks {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    left: u64,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let chunk = match this.rx.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(chunk) => chunk,
+        };
+        Poll::Ready(match chunk {
+            Some(Ok(data)) => {
+                let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                match this.left.checked_sub(len) {
+                    Some(left) => {
+                        this.left = left;
+                        Some(Ok(Frame::data(data)))
+                    }
+                    None => Some(Err(std::io::Error::other("body longer than announced"))),
+                }
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None if this.left == 0 => None,
+            None => Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "body ended early",
+            ))),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
 
 const V1_HEADER: &str = "X-NSQ-Content-Type";
 const V1_VALUE: &str = "nsq; version=1.0";
@@ -46,7 +104,7 @@ impl ApiError {
 pub type ApiResult = Result<Resp, ApiError>;
 
 fn build(status: StatusCode, content_type: Option<&'static str>, v1: bool, body: Bytes) -> Resp {
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(Either::Left(Full::new(body)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     if let Some(t) = content_type {
@@ -128,4 +186,18 @@ pub fn redirect(get: bool, location: &str) -> Resp {
 /// Plain text with an explicit content type (`/metrics`).
 pub fn typed(content_type: &'static str, body: impl Into<Bytes>) -> Resp {
     build(StatusCode::OK, Some(content_type), false, body.into())
+}
+
+/// `200` with a body of `len` bytes of `content_type` sent as `rx` produces it (no V1 header:
+/// the body is not nsqd's).
+pub fn streamed(
+    content_type: &'static str,
+    len: u64,
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+) -> Resp {
+    let mut resp = Response::new(Either::Right(Chunks { rx, left: len }));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
 }

@@ -546,7 +546,7 @@ impl<I: Io> Channel<I> {
     // ----- the log -----------------------------------------------------------------------------
 
     /// The channel's dead-letter log, opened on first use.
-    async fn dead_log(&self) -> Result<Log<I>, Error> {
+    pub(super) async fn dead_log(&self) -> Result<Log<I>, Error> {
         if let Some(log) = self.dead_log.borrow().clone() {
             return Ok(log);
         }

@@ -665,6 +665,36 @@ impl<I: Io> Channel<I> {
         }
     }
 
+    // ----- the channel's own logs ------------------------------------------------------------
+
+    /// The logs this channel keeps beside its topic's, those open now: its park log (a log of
+    /// another kind, such as dead letters, is one more line here). A copy of the data directory
+    /// (`GET /snapshot`) takes each with the channel's state.
+    pub fn own_logs(&self) -> Vec<Log<I>> {
+        let mut logs = Vec::new();
+        logs.extend(self.park.borrow().clone());
+        logs.extend(self.dead_log.borrow().clone());
+        logs
+    }
+
+    /// Opens every own log that exists on disk and is not open yet (they open lazily: after a
+    /// restart, a channel's state may refer to records of a log nobody has opened), so that
+    /// [`Channel::own_logs`] names every log the state may refer to.
+    pub async fn open_own_logs(&self) -> Result<(), ringsq_storage::Error> {
+        self.open_park_log_on_disk().await?;
+        if let Some(dir) = self.dead_dir.clone() {
+            let exists = self
+                .io
+                .dir_exists(&dir)
+                .await
+                .map_err(|e| ringsq_storage::Error::io("stat", &dir, e))?;
+            if exists {
+                self.dead_log().await?;
+            }
+        }
+        Ok(())
+    }
+
     // ----- DPUB ------------------------------------------------------------------------------
 
     /// A DPUB'd message was just appended at `pos`: it is deferred for this channel at once (as

@@ -20,27 +20,51 @@ const PARK_CACHE_BYTES_MAX: usize = 1 << 20;
 impl<I: Io> Channel<I> {
     /// The channel's park log, opened on first use.
     pub(super) async fn park_log(&self) -> Option<Log<I>> {
-        if let Some(log) = self.park.borrow().clone() {
-            return Some(log);
-        }
-        let dir = self.park_dir.clone()?;
-        let config = LogConfig {
-            segment_size_bytes_max: PARK_SEGMENT_BYTES_MAX,
-            cache_bytes_max: PARK_CACHE_BYTES_MAX,
-            ..self.cfg.park_log.clone()
-        };
-        match Log::open(self.io.clone(), &dir, config).await {
-            Ok((log, report)) => {
-                tracing::info!(topic = %self.topic_name, channel = %self.name, "park log: {report}");
-                // Opened meanwhile by another task: keep the first.
-                let mut park = self.park.borrow_mut();
-                Some(park.get_or_insert(log).clone())
-            }
+        match self.open_park_log().await {
+            Ok(log) => log,
             Err(e) => {
                 tracing::error!(topic = %self.topic_name, channel = %self.name, "opening the park log: {e}");
                 None
             }
         }
+    }
+
+    /// The channel's park log, opened now if it is not yet (`None`: the channel has none).
+    async fn open_park_log(&self) -> Result<Option<Log<I>>, ringsq_storage::Error> {
+        if let Some(log) = self.park.borrow().clone() {
+            return Ok(Some(log));
+        }
+        let Some(dir) = self.park_dir.clone() else {
+            return Ok(None);
+        };
+        let config = LogConfig {
+            segment_size_bytes_max: PARK_SEGMENT_BYTES_MAX,
+            cache_bytes_max: PARK_CACHE_BYTES_MAX,
+            ..self.cfg.park_log.clone()
+        };
+        let (log, report) = Log::open(self.io.clone(), &dir, config).await?;
+        tracing::info!(topic = %self.topic_name, channel = %self.name, "park log: {report}");
+        // Opened meanwhile by another task: keep the first.
+        let mut park = self.park.borrow_mut();
+        Ok(Some(park.get_or_insert(log).clone()))
+    }
+
+    /// Opens the park log if its directory exists (it is opened lazily, when a parked message
+    /// is read: after a restart, a channel may refer to parked messages with its log closed).
+    pub(super) async fn open_park_log_on_disk(&self) -> Result<(), ringsq_storage::Error> {
+        let Some(dir) = self.park_dir.clone() else {
+            return Ok(());
+        };
+        if self.park.borrow().is_none()
+            && self
+                .io
+                .dir_exists(&dir)
+                .await
+                .map_err(|e| ringsq_storage::Error::io("stat", &dir, e))?
+        {
+            self.open_park_log().await?;
+        }
+        Ok(())
     }
 
     /// Copies every message that would hold the topic's log back for long — deferred beyond

@@ -189,6 +189,25 @@ impl ChannelSnapshot {
             .unwrap_or(cursor)
     }
 
+    /// This state as a copy of the topic's log ending at `end` sees it (`GET /snapshot`):
+    /// records from `end` on are not in the copy, so the cursor stops there and nothing past it
+    /// is outstanding or skipped — as a restart on that copy would take it, without reporting
+    /// those records as lost in a crash.
+    pub fn cut_at(&mut self, end: Position) {
+        if self.cursor.seq > end.seq {
+            self.cursor = end.into();
+        }
+        self.outstanding
+            .retain(|o| o.source != Source::Topic || o.seq < end.seq);
+        self.ahead.retain(|&seq| seq < end.seq);
+        self.skip.retain(|s| s.seq < end.seq);
+        for s in &mut self.skip {
+            if s.to.seq > end.seq {
+                s.to = end.into();
+            }
+        }
+    }
+
     /// The version 3 bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
@@ -439,9 +458,19 @@ impl<I: Io> Channel<I> {
     /// The state to save: everything as it is now. A cursor past the log's synced end is fine
     /// (see the module docs: restore resumes at the log's end).
     pub fn snapshot(&self) -> ChannelSnapshot {
-        let st = self.state.borrow();
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
+        self.state_at(generation)
+    }
+
+    /// The state as it is now, for a copy of the data directory (`GET /snapshot`): the
+    /// channel's own saves are left as they are (no new generation, nothing marked saved).
+    pub fn state_for_copy(&self) -> ChannelSnapshot {
+        self.state_at(self.generation.get())
+    }
+
+    fn state_at(&self, generation: u64) -> ChannelSnapshot {
+        let st = self.state.borrow();
         ChannelSnapshot {
             version: CHANNEL_SNAPSHOT_VERSION,
             generation,
@@ -749,6 +778,41 @@ mod tests {
         assert_eq!(back.config.max_attempts, None);
         assert_eq!(back.config.message_ttl_ns, Some(3_000_000_000));
         assert_eq!(sample().config.max_attempts, Some(0));
+    }
+
+    #[test]
+    fn a_cut_keeps_only_what_the_copy_holds() {
+        let end = Position {
+            seq: 95,
+            offset: 4750,
+        };
+        let mut s = sample();
+        s.cut_at(end);
+        assert_eq!(Position::from(s.cursor), end);
+        // The topic entry below the end stays; the parked one is not in the topic's log.
+        assert_eq!(s.outstanding, sample().outstanding);
+        assert!(s.skip.is_empty());
+        let mut s = sample();
+        s.cut_at(Position {
+            seq: 125,
+            offset: 6250,
+        });
+        assert_eq!(s.cursor, sample().cursor);
+        assert_eq!(s.skip[0].to.seq, 125);
+        let mut s = sample();
+        s.cut_at(Position {
+            seq: 80,
+            offset: 4000,
+        });
+        assert_eq!(s.outstanding.len(), 1);
+        assert_eq!(s.outstanding[0].source, Source::Park);
+        // A state within the copy is left as it is.
+        let mut s = sample();
+        s.cut_at(Position {
+            seq: 200,
+            offset: 9000,
+        });
+        assert_eq!(s, sample());
     }
 
     #[test]

@@ -74,6 +74,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 struct Server {
     child: Child,
     addr: SocketAddr,
+    /// Its HTTP listener (`/metrics`: socket writes).
+    http: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -90,7 +92,7 @@ impl Server {
                 "--tcp-address",
                 "127.0.0.1:0",
                 "--http-address",
-                "",
+                "127.0.0.1:0",
                 "--data-path",
             ])
             .arg(dir.path())
@@ -100,20 +102,25 @@ impl Server {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
+        let (mut addr, mut http) = (None, None);
+        while addr.is_none() || http.is_none() {
             let line = lines
                 .next()
                 .expect("ringsq exited before listening")
                 .unwrap();
             if let Some(rest) = line.split("TCP: listening on ").nth(1) {
-                break rest.trim().parse().unwrap();
+                addr = Some(rest.trim().parse().unwrap());
             }
-        };
+            if let Some(rest) = line.split("HTTP: listening on ").nth(1) {
+                http = Some(rest.trim().parse().unwrap());
+            }
+        }
         // Keep draining stderr so the broker never blocks on a full pipe.
         thread::spawn(move || for _ in lines {});
         Server {
             child,
-            addr,
+            addr: addr.unwrap(),
+            http: http.unwrap(),
             _dir: dir,
         }
     }
@@ -124,6 +131,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The broker's writes to client sockets so far (`ringsq_socket_writes_total` in `/metrics`;
+/// `None` for a broker without it).
+fn socket_writes(http: SocketAddr) -> Option<u64> {
+    let mut s = TcpStream::connect(http).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: b\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("ringsq_socket_writes_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// CPU seconds and peak RSS of a process, read from `/proc`.
@@ -510,6 +530,8 @@ struct Phase {
     hist: Histogram<u64>,
     /// Broker CPU seconds and peak RSS during the phase (`None` for the ceiling).
     broker: Option<Usage>,
+    /// The broker's socket writes during the phase.
+    writes: Option<u64>,
 }
 
 /// Publishers (and consumers, if any) for `secs`, or until `budget` messages are published
@@ -518,6 +540,8 @@ struct Load<'a> {
     addr: SocketAddr,
     tls: Option<Arc<rustls::ClientConfig>>,
     pid: Option<u32>,
+    /// The broker's HTTP address (socket writes per message), `None` for the ceiling.
+    http: Option<SocketAddr>,
     /// Publisher and consumer `i` use topic `i % topics.len()`.
     topics: &'a [String],
     /// Every publisher sends its MPUBs to every topic in turn instead.
@@ -549,6 +573,7 @@ impl Load<'_> {
             reset_peak(pid);
             usage(pid)
         });
+        let writes_before = self.http.and_then(socket_writes);
         let start = Instant::now();
         let consumer_threads: Vec<_> = (0..self.consumers)
             .map(|i| {
@@ -586,12 +611,16 @@ impl Load<'_> {
         for t in consumer_threads {
             t.join().unwrap();
         }
+        let writes = writes_before
+            .zip(self.http.and_then(socket_writes))
+            .map(|(before, after)| after - before);
         Phase {
             published,
             consumed,
             secs,
             hist,
             broker,
+            writes,
         }
     }
 }
@@ -646,6 +675,16 @@ fn print_phase(setting: &str, phase: &str, p: &Phase, ceiling: Option<f64>) {
             )
         },
     );
+    // Socket writes per message delivered (replies to publishers are writes too).
+    let writes = p.writes.map_or_else(
+        || "-".to_owned(),
+        |w| {
+            format!(
+                "{:.4}",
+                w as f64 / p.consumed.max(p.published).max(1) as f64
+            )
+        },
+    );
     let latency = if p.published > 0 {
         format!(
             " pub_p50_us={} pub_p99_us={}",
@@ -659,25 +698,35 @@ fn print_phase(setting: &str, phase: &str, p: &Phase, ceiling: Option<f64>) {
         "pubsub_load setting={setting} phase={phase} msgs_per_s={:.0} of_ceiling={of_ceiling} \
          pub_msgs_per_s={pub_rate:.0} sub_msgs_per_s={sub_rate:.0}{latency} \
          broker_cpu_us_per_msg={cpu} broker_cores={cores} broker_peak_rss_mib={peak} \
-         secs={:.1}",
+         writes_per_msg={writes} secs={:.1}",
         rate(p),
         p.secs,
     );
 }
 
+/// Where the load goes: the broker's (or the ceiling's) address, its pid and HTTP address (`None`
+/// for the ceiling), and the clients' TLS.
+struct Target {
+    addr: SocketAddr,
+    pid: Option<u32>,
+    http: Option<SocketAddr>,
+    tls: ClientTls,
+}
+
 /// The three phases against one target; returns their rates (for the ceiling).
-fn run_target(
-    setting: &str,
-    target: (SocketAddr, Option<u32>, Option<Arc<rustls::ClientConfig>>),
-    cfg: &Config,
-    ceiling: Option<&[f64; 3]>,
-) -> [f64; 3] {
-    let (addr, pid, tls) = target;
+fn run_target(setting: &str, target: Target, cfg: &Config, ceiling: Option<&[f64; 3]>) -> [f64; 3] {
+    let Target {
+        addr,
+        pid,
+        http,
+        tls,
+    } = target;
     let names = ["bench_pub", "bench_pubsub", "bench_drain"].map(|t| vec![t.to_owned()]);
     let load = |topic: &'static str, publishers, consumers| Load {
         addr,
         tls: tls.clone(),
         pid,
+        http,
         topics: names.iter().find(|n| n[0] == topic).unwrap(),
         publish_everywhere: false,
         publishers,
@@ -725,7 +774,17 @@ fn main() {
         bench_dir().display()
     );
     let ceiling_addr = start_ceiling();
-    let ceiling = run_target("ceiling", (ceiling_addr, None, None), &cfg, None);
+    let ceiling = run_target(
+        "ceiling",
+        Target {
+            addr: ceiling_addr,
+            pid: None,
+            http: None,
+            tls: None,
+        },
+        &cfg,
+        None,
+    );
     let tls = TlsSetup::new();
     let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     let settings: [(&str, Vec<String>, ClientTls); 4] = [
@@ -752,8 +811,16 @@ fn main() {
             continue;
         }
         let server = Server::start(&flags);
-        let target = (server.addr, Some(server.child.id()), client_tls);
+        let target = Target {
+            addr: server.addr,
+            pid: Some(server.child.id()),
+            http: Some(server.http),
+            tls: client_tls,
+        };
         run_target(name, target, &cfg, Some(&ceiling));
+    }
+    if filter.as_ref().is_none_or(|f| "lone".contains(f.as_str())) {
+        run_lone(&cfg);
     }
     if filter
         .as_ref()
@@ -801,16 +868,17 @@ fn run_shards(ceiling_addr: SocketAddr, cfg: &Config) {
     );
     for topics in [1, 4] {
         let names = spread_names(&format!("bench_topics{topics}"), topics, default_shards);
-        let load = |addr, pid| Load {
+        let load = |addr, pid, http| Load {
             addr,
             tls: None,
             pid,
+            http,
             topics: &names,
             publish_everywhere: false,
             publishers: SHARD_RUN_CLIENTS,
             consumers: SHARD_RUN_CLIENTS,
         };
-        let p = load(ceiling_addr, None).run(Some(cfg.secs), u64::MAX, None);
+        let p = load(ceiling_addr, None, None).run(Some(cfg.secs), u64::MAX, None);
         let setting = format!("ceiling_topics{topics}");
         print_phase(&setting, "publish_and_consume", &p, None);
         let ceiling = rate(&p);
@@ -822,8 +890,11 @@ fn run_shards(ceiling_addr: SocketAddr, cfg: &Config) {
                 let mut flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
                 flags.extend(["--shards".to_owned(), shards.to_string()]);
                 let server = Server::start(&flags);
-                let p =
-                    load(server.addr, Some(server.child.id())).run(Some(cfg.secs), u64::MAX, None);
+                let p = load(server.addr, Some(server.child.id()), Some(server.http)).run(
+                    Some(cfg.secs),
+                    u64::MAX,
+                    None,
+                );
                 let setting = format!("{name}_topics{topics}_shards{shards}");
                 print_phase(&setting, "publish_and_consume", &p, Some(ceiling));
             }
@@ -846,6 +917,7 @@ fn run_forward(cfg: &Config) {
             addr: server.addr,
             tls: None,
             pid: Some(server.child.id()),
+            http: Some(server.http),
             topics: &names,
             publish_everywhere: true,
             publishers: SHARD_RUN_CLIENTS,
@@ -863,4 +935,70 @@ fn run_forward(cfg: &Config) {
          extra_cpu_us_per_msg={:.3} forward_cpu_us_per_batch_of_{BATCH}={per_batch:.1}",
         cpu_per_msg[1] - cpu_per_msg[0]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A lone message: publish → delivery latency at a light load
+// ---------------------------------------------------------------------------------------------
+
+/// Messages of the lone-message phase, one every [`LONE_INTERVAL`] (20 msgs/s).
+const LONE_MESSAGES: u64 = 100;
+const LONE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// One publisher sends one PUB every 50 ms (20 msgs/s) to a consumer with RDY 50 that FINs
+/// each: the publish → delivery latency of a message that has the broker to itself (nsqd
+/// holds it for its flush ticker; a broker that waits for `--output-buffer-timeout` holds it
+/// 250 ms by default). With the defaults, and with `--output-buffer-timeout=2s`.
+fn run_lone(cfg: &Config) {
+    let _ = cfg;
+    for (name, flags) in [
+        ("lone_defaults", &[][..]),
+        (
+            "lone_output_buffer_timeout_2s",
+            &["--output-buffer-timeout", "2s"][..],
+        ),
+    ] {
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let server = Server::start(&flags);
+        let base = Instant::now();
+        let mut c = connect(server.addr, None);
+        write!(c, "SUB lone bench\nRDY 50\n").unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(read_frame(&mut c, &mut buf).unwrap(), 0, "SUB OK");
+        let addr = server.addr;
+        let publisher = thread::spawn(move || {
+            let mut p = connect(addr, None);
+            let mut buf = Vec::new();
+            for _ in 0..LONE_MESSAGES {
+                let sent = u64::try_from(base.elapsed().as_nanos()).unwrap();
+                let body = sent.to_be_bytes();
+                p.write_all(b"PUB lone\n").unwrap();
+                p.write_all(&u32::try_from(body.len()).unwrap().to_be_bytes())
+                    .unwrap();
+                p.write_all(&body).unwrap();
+                assert_eq!(read_frame(&mut p, &mut buf).unwrap(), 0, "PUB OK");
+                thread::sleep(LONE_INTERVAL);
+            }
+        });
+        let mut hist = Histogram::<u64>::new(3).unwrap();
+        while hist.len() < LONE_MESSAGES {
+            if read_frame(&mut c, &mut buf).unwrap() != 2 {
+                continue;
+            }
+            let now = u64::try_from(base.elapsed().as_nanos()).unwrap();
+            let sent = u64::from_be_bytes(buf[26..34].try_into().unwrap());
+            hist.record((now - sent) / 1000).unwrap();
+            c.write_all(b"FIN ").unwrap();
+            c.write_all(&buf[10..26]).unwrap();
+            c.write_all(b"\n").unwrap();
+        }
+        publisher.join().unwrap();
+        println!(
+            "pubsub_load setting={name} phase=lone msgs={LONE_MESSAGES} rate_per_s=20 \
+             publish_to_delivery_p50_us={} p99_us={} max_us={}",
+            hist.value_at_quantile(0.50),
+            hist.value_at_quantile(0.99),
+            hist.max()
+        );
+    }
 }

@@ -163,6 +163,12 @@ pub async fn render(node: &Node) -> String {
         "# TYPE nsq_start_time_seconds gauge\nnsq_start_time_seconds {}",
         node.start_unix_s
     );
+    let writes =
+        crate::connection::writer::SOCKET_WRITES.load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(
+        w,
+        "# HELP ringsq_socket_writes_total Writes to client connections (messages and replies are batched into them).\n# TYPE ringsq_socket_writes_total counter\nringsq_socket_writes_total {writes}"
+    );
     for (name, kind, help, figure) in TOPIC_METRICS {
         let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for t in &topics {

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod channel;
 pub mod clock;
 pub mod consumer;
+pub mod due;
 pub mod e2e;
 pub mod events;
 mod godata;
@@ -32,6 +33,7 @@ use events::{Events, MetaEvent};
 use ringsq_storage::{Io, Log, LogConfig, UringIo};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -103,6 +105,8 @@ pub struct Env<I: Io = UringIo> {
     pub io: I,
     /// Topic/channel create and delete events (`nsqd.dat`, the lookup loops).
     pub events: Events,
+    /// The topics the periodic saves must visit (see `due.rs`).
+    pub due: Rc<due::Due>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,7 +161,12 @@ impl<I: Io> Broker<I> {
     ) -> Result<Rc<Self>, BrokerError> {
         io.files().set_open_max(cfg.files_open_max.max(1));
         let broker = Rc::new(Self {
-            env: Rc::new(Env { cfg, io, events }),
+            env: Rc::new(Env {
+                cfg,
+                io,
+                events,
+                due: Rc::default(),
+            }),
             place,
             topics: RefCell::new(BTreeMap::new()),
             creating: RefCell::new(HashMap::new()),
@@ -426,31 +435,64 @@ impl<I: Io> Broker<I> {
         true
     }
 
-    /// The periodic sync point: channel states saved, retention applied. Runs until exit.
+    /// The periodic sync point: channel states saved, retention applied, ages refreshed, in
+    /// the topics that changed since the last one (see `due.rs`) and in a slice of the others
+    /// (see [`Broker::sweep`]). Runs until exit.
     pub async fn checkpoint_loop(self: Rc<Self>) {
         let period = self.cfg().sync_timeout.max(Duration::from_millis(10));
+        let mut swept_to = String::new();
         loop {
             tokio::time::sleep(period).await;
             if self.exiting.get() {
                 return;
             }
+            let mut visit = self.lookup(self.env.due.take_checkpoint());
+            self.sweep(&mut swept_to, &mut visit);
             let jobs = self.topic_jobs();
-            for_each_topic(self.topics(), jobs, |topic| async move {
+            for_each_topic(visit.into_values().collect(), jobs, |topic| async move {
                 topic.checkpoint().await;
             })
             .await;
         }
     }
 
+    /// Adds to `visit` the next slice of topics after `swept_to` (in name order, wrapping
+    /// around), so that every topic is visited at least every [`SWEEP_ROUNDS`] sync points
+    /// whether it changed or not: what changes with time alone (`--retention`, segments a
+    /// finished snapshot no longer pins, the ages `/stats` shows after a restart) is applied
+    /// without visiting every topic at every sync point.
+    fn sweep(&self, swept_to: &mut String, visit: &mut BTreeMap<String, Rc<Topic<I>>>) {
+        let topics = self.topics.borrow();
+        let slice = (topics.len() / SWEEP_ROUNDS).max(SWEEP_TOPICS_MIN);
+        let after = topics.range::<str, _>((Bound::Excluded(swept_to.as_str()), Bound::Unbounded));
+        for (name, topic) in after.chain(topics.iter()).take(slice.min(topics.len())) {
+            visit.insert(name.clone(), Rc::clone(topic));
+            name.clone_into(swept_to);
+        }
+    }
+
+    /// The topics of these names that still exist.
+    fn lookup(&self, names: Vec<String>) -> BTreeMap<String, Rc<Topic<I>>> {
+        let topics = self.topics.borrow();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let topic = Rc::clone(topics.get(&name)?);
+                Some((name, topic))
+            })
+            .collect()
+    }
+
     /// Between sync points: channel states that changed are saved without an fsync every
-    /// [`RECENT_SAVE_PERIOD`], so a `kill -9` repeats only what was finished since. Runs until exit.
+    /// [`RECENT_SAVE_PERIOD`], so a `kill -9` repeats only what was finished since. Only the
+    /// topics whose channels changed are visited (see `due.rs`). Runs until exit.
     pub async fn recent_save_loop(self: Rc<Self>) {
         loop {
             tokio::time::sleep(RECENT_SAVE_PERIOD).await;
             if self.exiting.get() {
                 return;
             }
-            for topic in self.topics() {
+            for topic in self.lookup(self.env.due.take_recent()).into_values() {
                 topic.save_recent().await;
             }
         }
@@ -493,6 +535,12 @@ type Joined<T> = Result<T, tokio::task::JoinError>;
 /// Topics worked on at once by the checkpoint loop and at shutdown: their fsyncs overlap (the
 /// file system commits them together) instead of waiting for each other, one topic at a time.
 const TOPIC_JOBS_CONCURRENT: usize = 64;
+
+/// Every topic is visited at least every this many sync points (one minute at the default
+/// `--sync-timeout` of 2 s), changed or not (see [`Broker::sweep`]).
+const SWEEP_ROUNDS: usize = 30;
+/// ...and at every sync point while the broker holds at most this many topics.
+const SWEEP_TOPICS_MIN: usize = 64;
 
 /// Runs `job` for every topic, at most `jobs` at once; returns when all are done.
 async fn for_each_topic<T: 'static, Fut>(

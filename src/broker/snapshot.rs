@@ -105,6 +105,10 @@ impl<I: Io> Broker<I> {
     pub fn snapshot_release(&self, id: u64) {
         let pins = self.snapshot_pins.borrow_mut().remove(&id);
         drop(pins);
+        // What the copy kept goes at the next sync point.
+        for topic in self.topics.borrow().values() {
+            topic.due().checkpoint();
+        }
     }
 
     /// fsyncs every log, [`Broker::topic_jobs`] at a time (their fsyncs overlap).

@@ -6,6 +6,7 @@ use super::guid::GuidFactory;
 use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
 use super::store::{Appended, Store, Visible};
+use super::due::TopicDue;
 use super::Env;
 use bytes::Bytes;
 use ringsq_storage::{Io, Log, Position, Ticket, UringIo};
@@ -95,6 +96,8 @@ pub struct Topic<I: Io = UringIo> {
     /// Some channel's saved state refers to records a crash lost, and has not been saved again
     /// since: publishes wait for that (see [`Topic::repair_channels`]).
     recovering: Cell<bool>,
+    /// The topic's place on the lists of what the periodic saves visit.
+    due: Rc<TopicDue>,
 }
 
 impl<I: Io> Topic<I> {
@@ -131,6 +134,7 @@ impl<I: Io> Topic<I> {
                     .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             );
         }
+        let due = Rc::new(TopicDue::new(name.clone(), Rc::clone(&env.due)));
         Rc::new(Self {
             backlog_start: Cell::new(store.first()),
             name,
@@ -151,6 +155,7 @@ impl<I: Io> Topic<I> {
             full: Cell::new(false),
             oldest: Cell::new(None),
             recovering: Cell::new(false),
+            due,
         })
     }
 
@@ -160,6 +165,11 @@ impl<I: Io> Topic<I> {
 
     pub fn store(&self) -> &Store<I> {
         &self.store
+    }
+
+    /// The topic's place on the lists of what the periodic saves visit.
+    pub fn due(&self) -> &TopicDue {
+        &self.due
     }
 
     // ----- publish ---------------------------------------------------------------------------
@@ -220,6 +230,8 @@ impl<I: Io> Topic<I> {
             c.wake();
             floor = floor.min(c.cursor_seq());
         }
+        // The sync point refreshes the ages `/stats` shows and applies retention.
+        self.due.checkpoint();
         if let Some(log) = self.store.log() {
             // What every channel has read leaves the tail cache (with no channel: everything
             // written; the first channel reads its backlog from disk).
@@ -474,6 +486,8 @@ impl<I: Io> Topic<I> {
         }
         self.save_channel(&channel).await?;
         self.insert_channel(&channel);
+        // Its lag for `/stats`, at the next sync point.
+        self.due.checkpoint();
         tracing::info!(topic = %self.name, channel = %name, "channel created");
         self.env
             .events
@@ -490,6 +504,7 @@ impl<I: Io> Topic<I> {
             store: Rc::clone(&self.store),
             paused: Rc::clone(&self.paused),
             pause_at: Rc::clone(&self.pause_at),
+            due: Rc::clone(&self.due),
         };
         let data = self.env.cfg.data_path.as_ref();
         let dirs = ChannelDirs {
@@ -541,6 +556,9 @@ impl<I: Io> Topic<I> {
         channel.dirty_recent.set(stale);
         if stale {
             self.recovering.set(true);
+        }
+        if channel.dirty.get() {
+            self.due.changed();
         }
         self.insert_channel(&channel);
         Ok(())
@@ -650,8 +668,10 @@ impl<I: Io> Topic<I> {
     }
 
     /// Between sync points: saves what changed in each channel without an fsync (every ~100 ms),
-    /// so that a `kill -9` delivers again only what was finished since.
+    /// so that a `kill -9` delivers again only what was finished since. A channel left unsaved
+    /// (paced, or the save failed) keeps the topic on the list for the next ~100 ms save.
     pub async fn save_recent(&self) {
+        self.due.visiting_recent();
         for channel in self.channels() {
             let Some(path) = self.channel_path(&channel) else {
                 continue;
@@ -662,14 +682,25 @@ impl<I: Io> Topic<I> {
             if let Err(e) = channel.save_recent(&path).await {
                 tracing::error!(topic = %self.name, channel = %channel.name, "saving channel state: {e}");
             }
+            if channel.dirty_recent.get() && !channel.deleted.get() {
+                self.due.recent();
+            }
         }
     }
 
     /// The sync point: parks long waits, saves every changed channel durably, then lets the log
-    /// drop what no channel needs any more; refreshes the ages `/stats` shows.
+    /// drop what no channel needs any more; refreshes the ages `/stats` shows. A topic left
+    /// recovering, or with a channel whose save failed, stays on the list for the next one.
     pub async fn checkpoint(&self) {
+        self.due.visiting_checkpoint();
         self.save_and_retain().await;
         self.refresh_ages().await;
+        let unsaved = self.channels().iter().any(|c| {
+            c.dirty.get() && !c.deleted.get() && self.channel_path(c).is_some()
+        });
+        if self.recovering.get() || unsaved {
+            self.due.checkpoint();
+        }
     }
 
     async fn save_and_retain(&self) {

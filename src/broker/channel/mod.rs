@@ -212,6 +212,8 @@ pub struct Channel<I: Io = UringIo> {
     store: Rc<Store<I>>,
     topic_paused: Rc<Cell<bool>>,
     topic_pause_at: Rc<Cell<u64>>,
+    /// The topic's place on the lists of what the periodic saves visit.
+    topic_due: Rc<crate::broker::due::TopicDue>,
     pub paused: Cell<bool>,
     cfg: Rc<ChannelConfig>,
     state: RefCell<State>,
@@ -280,6 +282,8 @@ pub struct TopicLink<I: Io = UringIo> {
     pub paused: Rc<Cell<bool>>,
     /// The topic's log end when it was paused.
     pub pause_at: Rc<Cell<u64>>,
+    /// The topic's place on the lists of what the periodic saves visit.
+    pub due: Rc<crate::broker::due::TopicDue>,
 }
 
 impl<I: Io> Channel<I> {
@@ -296,6 +300,7 @@ impl<I: Io> Channel<I> {
             store,
             paused: topic_paused,
             pause_at: topic_pause_at,
+            due: topic_due,
         } = topic;
         let ephemeral = crate::protocol::is_ephemeral(&name);
         let e2e = super::e2e::E2eLatency::new(&cfg.e2e, cfg.clock);
@@ -311,6 +316,7 @@ impl<I: Io> Channel<I> {
             store,
             topic_paused,
             topic_pause_at,
+            topic_due,
             paused: Cell::new(false),
             cfg,
             state: RefCell::new(State {
@@ -373,6 +379,7 @@ impl<I: Io> Channel<I> {
     fn mark_dirty(&self) {
         self.dirty.set(true);
         self.dirty_recent.set(true);
+        self.topic_due.changed();
     }
 
     // ----- consumers -------------------------------------------------------------------------

@@ -192,7 +192,9 @@ fn retention_keeps_finished_messages_while_young() {
     assert!(held["disk_bytes"].as_u64().unwrap() > 512, "{held}");
     // The oldest publish time is as of the last sync point (every 100 ms here).
     let oldest = wait_for(Duration::from_secs(10), "the oldest publish time", || {
-        let ts = topic_stats(&b, "ret")["oldest_retained_ts"].as_i64().unwrap();
+        let ts = topic_stats(&b, "ret")["oldest_retained_ts"]
+            .as_i64()
+            .unwrap();
         (ts != 0).then_some(ts)
     });
     assert!(oldest > 1_700_000_000, "{oldest}");

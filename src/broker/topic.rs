@@ -2,11 +2,11 @@
 //! the publish path with the ack policy that decides how long an `OK` waits for the disk.
 
 use super::channel::{Channel, ChannelConfig, ChannelDirs, Saved, TopicLink};
+use super::due::TopicDue;
 use super::guid::GuidFactory;
 use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
 use super::store::{Appended, Store, Visible};
-use super::due::TopicDue;
 use super::Env;
 use bytes::Bytes;
 use ringsq_storage::{Io, Log, Position, Ticket, UringIo};
@@ -695,9 +695,10 @@ impl<I: Io> Topic<I> {
         self.due.visiting_checkpoint();
         self.save_and_retain().await;
         self.refresh_ages().await;
-        let unsaved = self.channels().iter().any(|c| {
-            c.dirty.get() && !c.deleted.get() && self.channel_path(c).is_some()
-        });
+        let unsaved = self
+            .channels()
+            .iter()
+            .any(|c| c.dirty.get() && !c.deleted.get() && self.channel_path(c).is_some());
         if self.recovering.get() || unsaved {
             self.due.checkpoint();
         }

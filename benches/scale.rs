@@ -5,11 +5,16 @@
 //! 1. **create**: `POST /topic/create`, then `/channel/create` twice, for every topic, from
 //!    [`CREATE_THREADS`] keep-alive HTTP clients; each create is on disk before its `200`;
 //! 2. **publish**: one `POST /pub` per topic (every topic's log written once);
-//! 3. **idle**: the broker's CPU over [`IDLE_SECONDS`] with nothing to do, its RSS and open fds;
+//! 3. **settle**: the broker's CPU over the next [`IDLE_SECONDS`] (the sync point that fsyncs
+//!    what was published falls here), then **idle**: its CPU over [`IDLE_SECONDS`] more with
+//!    nothing to do, its RSS and open fds;
 //! 4. **stop**: SIGTERM to exit;
 //! 5. **restart**: start on the same directory until `/ping` answers `200` ("ready"), then the
 //!    CPU over the next [`IDLE_SECONDS`] (a burst after start shows here), RSS and fds;
 //! 6. **stop** again.
+//!
+//! At the end, a table puts each count's idle CPU, RSS and restart time beside the first
+//! count's, with the ratio: what grows with the number of topics shows there.
 //!
 //! `cargo bench --bench scale`; environment: `RINGSQ_SCALE_TOPICS` (comma-separated counts,
 //! default `1000,10000`), `RINGSQ_SCALE_FLAGS` (extra broker flags, space-separated),
@@ -208,7 +213,17 @@ fn publish_one(agent: &ureq::Agent, http: SocketAddr, i: usize) {
         .unwrap();
 }
 
-fn run(topics: usize, flags: &[String]) {
+/// What one count of topics cost.
+struct Figures {
+    topics: usize,
+    idle_cpu: f64,
+    after_cpu: f64,
+    rss_published: f64,
+    rss_restarted: f64,
+    restart: Duration,
+}
+
+fn run(topics: usize, flags: &[String]) -> Figures {
     let dir = tempfile::Builder::new()
         .prefix("ringsq-scale-")
         .tempdir_in(bench_dir())
@@ -221,7 +236,13 @@ fn run(topics: usize, flags: &[String]) {
     let publish = for_every_topic(broker.http, topics, publish_one);
     let (_, rss, fds) = broker.usage();
     println!("  publish  {publish:>9.2?}  rss {rss:>7.1} MiB  fds {fds:>6}  (1 message per topic)");
+    let rss_published = rss;
     let cpu = broker.idle_cpu();
+    println!(
+        "  settle   cpu {cpu:>5.2} s over {IDLE_SECONDS} s  (the sync point after the publishes)"
+    );
+    let idle_cpu = broker.idle_cpu();
+    let cpu = idle_cpu;
     let (_, rss, fds) = broker.usage();
     println!("  idle     cpu {cpu:>5.2} s over {IDLE_SECONDS} s  rss {rss:>7.1} MiB  fds {fds:>6}");
     let stop = broker.stop();
@@ -231,11 +252,50 @@ fn run(topics: usize, flags: &[String]) {
     println!(
         "  restart  {ready:>9.2?} to /ping OK  cpu {cpu_at_ready:.2} s  rss {rss:>7.1} MiB  fds {fds:>6}"
     );
-    let cpu = broker.idle_cpu();
+    let rss_restarted = rss;
+    let after_cpu = broker.idle_cpu();
     let (_, rss, fds) = broker.usage();
-    println!("  after    cpu {cpu:>5.2} s over {IDLE_SECONDS} s  rss {rss:>7.1} MiB  fds {fds:>6}");
+    println!(
+        "  after    cpu {after_cpu:>5.2} s over {IDLE_SECONDS} s  rss {rss:>7.1} MiB  fds {fds:>6}"
+    );
     let stop = broker.stop();
     println!("  stop     {stop:>9.2?}");
+    Figures {
+        topics,
+        idle_cpu,
+        after_cpu,
+        rss_published,
+        rss_restarted,
+        restart: ready,
+    }
+}
+
+/// Each count beside the first, with the ratio.
+fn summary(all: &[Figures]) {
+    let Some(base) = all.first() else { return };
+    println!("\nsummary (ratio: this count over {} topics)", base.topics);
+    println!(
+        "  {:>7}  {:>20}  {:>20}  {:>20}  {:>20}  {:>20}",
+        "topics",
+        "idle cpu % of a core",
+        "after restart cpu %",
+        "rss published MiB",
+        "rss restarted MiB",
+        "restart to /ping s"
+    );
+    let pct = |cpu: f64| cpu * 100.0 / IDLE_SECONDS as f64;
+    for f in all {
+        let cell = |v: f64, b: f64| format!("{v:>9.2} ({:>5.1}x)", v / b.max(f64::EPSILON));
+        println!(
+            "  {:>7}  {:>20}  {:>20}  {:>20}  {:>20}  {:>20}",
+            f.topics,
+            cell(pct(f.idle_cpu), pct(base.idle_cpu)),
+            cell(pct(f.after_cpu), pct(base.after_cpu)),
+            cell(f.rss_published, base.rss_published),
+            cell(f.rss_restarted, base.rss_restarted),
+            cell(f.restart.as_secs_f64(), base.restart.as_secs_f64()),
+        );
+    }
 }
 
 fn bench_dir() -> std::path::PathBuf {
@@ -258,7 +318,6 @@ fn main() {
         .map(str::to_owned)
         .collect();
     println!("scale: {CREATE_THREADS} HTTP clients, flags {flags:?}");
-    for topics in counts {
-        run(topics, &flags);
-    }
+    let all: Vec<Figures> = counts.into_iter().map(|n| run(n, &flags)).collect();
+    summary(&all);
 }

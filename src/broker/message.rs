@@ -18,8 +18,33 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub const MESSAGE_FORMAT_V1: u8 = 1;
 pub const MESSAGE_HEADER_BYTES: usize = 1 + 8 + 16 + 8;
-/// A topic encodes its messages into blocks of this size (see [`StoredMessage::encode_into`]).
+/// A topic encodes its messages into blocks of at most this size (see [`Arena`]).
 pub const ARENA_BLOCK_BYTES: usize = 64 * 1024;
+/// A topic's first block: a topic that takes a message now and then holds 512 bytes, not 64 KiB
+/// (at 10 000 topics, the difference is 600 MiB of address space and tens of MiB resident).
+const ARENA_FIRST_BLOCK_BYTES: usize = 512;
+
+/// Where a topic encodes its records: one allocation per block of messages instead of one per
+/// message, and clones that only count references. Each new block is twice the last, up to
+/// [`ARENA_BLOCK_BYTES`]. A block is freed once every record in it is dropped (read by every
+/// channel and out of the log's cache).
+#[derive(Debug, Default)]
+pub struct Arena {
+    free: BytesMut,
+    next_block: usize,
+}
+
+impl Arena {
+    /// Room for `len` more bytes, in a new block if the current one has not.
+    fn reserve(&mut self, len: usize) -> &mut BytesMut {
+        if self.free.capacity() - self.free.len() < len {
+            let block = self.next_block.max(ARENA_FIRST_BLOCK_BYTES);
+            self.next_block = (block * 2).min(ARENA_BLOCK_BYTES);
+            self.free = BytesMut::with_capacity(len.max(block));
+        }
+        &mut self.free
+    }
+}
 
 /// One message, as read back from a log record (the body shares the record's buffer).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +73,11 @@ impl StoredMessage {
     }
 
     /// Encodes into the free end of `arena` and returns the record as a slice of the arena's
-    /// block: one allocation per [`ARENA_BLOCK_BYTES`] of messages instead of one per message,
-    /// and clones that only count references. A block is freed once every record in it is
-    /// dropped (read by every channel and out of the log's cache).
-    pub fn encode_into(&self, arena: &mut BytesMut) -> Bytes {
-        let len = MESSAGE_HEADER_BYTES + self.body.len();
-        if arena.capacity() - arena.len() < len {
-            *arena = BytesMut::with_capacity(len.max(ARENA_BLOCK_BYTES));
-        }
-        self.put(arena);
-        arena.split().freeze()
+    /// block (see [`Arena`]).
+    pub fn encode_into(&self, arena: &mut Arena) -> Bytes {
+        let out = arena.reserve(MESSAGE_HEADER_BYTES + self.body.len());
+        self.put(out);
+        out.split().freeze()
     }
 
     fn put(&self, out: &mut BytesMut) {
@@ -133,7 +153,7 @@ mod tests {
 
     #[test]
     fn arena_records_are_separate_and_whole() {
-        let mut arena = BytesMut::new();
+        let mut arena = Arena::default();
         let msg = |n: u8, len: usize| StoredMessage {
             id: MessageId::from_u64(u64::from(n)),
             timestamp_ns: 1,
@@ -150,6 +170,32 @@ mod tests {
         }
         assert_eq!(StoredMessage::decode(&big_record).unwrap(), big);
         assert_eq!(StoredMessage::decode(&after).unwrap().body.len(), 5);
+    }
+
+    #[test]
+    fn arena_blocks_grow_from_a_page_to_the_largest() {
+        let mut arena = Arena::default();
+        let mut blocks = Vec::new();
+        for n in 0..20_000u64 {
+            let before = arena.free.as_ptr();
+            let msg = StoredMessage {
+                id: MessageId::from_u64(n),
+                timestamp_ns: 1,
+                deliver_at_ns: 0,
+                body: Bytes::from_static(b"0123456789"),
+            };
+            let record = msg.encode_into(&mut arena);
+            if record.as_ptr() != before {
+                // A new block: what is left of it, plus this record.
+                blocks.push(arena.free.capacity() + record.len());
+            }
+        }
+        assert_eq!(
+            blocks[..9],
+            [512, 1024, 2048, 4096, 8192, 16_384, 32_768, 65_536, 65_536],
+            "{blocks:?}"
+        );
+        assert!(blocks[7..].iter().all(|&b| b == ARENA_BLOCK_BYTES));
     }
 
     #[test]

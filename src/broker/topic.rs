@@ -4,7 +4,7 @@
 use super::channel::{Channel, ChannelConfig, ChannelDirs, Saved, TopicLink};
 use super::due::TopicDue;
 use super::guid::GuidFactory;
-use super::message::{MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
+use super::message::{Arena, MessageView, StoredMessage, MESSAGE_HEADER_BYTES};
 use super::paths;
 use super::store::{Appended, Store, Visible};
 use super::Env;
@@ -75,7 +75,7 @@ pub struct Topic<I: Io = UringIo> {
     pause_at: Rc<Cell<u64>>,
     guid: RefCell<GuidFactory>,
     /// Where this topic's records are encoded (see `StoredMessage::encode_into`).
-    arena: RefCell<bytes::BytesMut>,
+    arena: RefCell<Arena>,
     /// Messages (and body bytes) stored: see [`Topic::message_count`].
     message_count: Cell<u64>,
     message_bytes: Cell<u64>,
@@ -144,7 +144,7 @@ impl<I: Io> Topic<I> {
             paused: Rc::new(Cell::new(false)),
             pause_at: Rc::new(Cell::new(0)),
             guid: RefCell::new(guid),
-            arena: RefCell::new(bytes::BytesMut::new()),
+            arena: RefCell::new(Arena::default()),
             message_count: Cell::new(0),
             message_bytes: Cell::new(0),
             unsettled: RefCell::new(VecDeque::new()),

@@ -445,7 +445,19 @@ impl<I: Io> Channel<I> {
         });
         drop(st);
         self.mark_dirty();
-        self.wake_dead.notify_one();
+        self.start_dead_task();
+    }
+
+    /// Starts the dead-letter task unless it runs.
+    fn start_dead_task(&self) {
+        use tracing::Instrument as _;
+        if self.dead_task.get() || self.deleted.get() {
+            return;
+        }
+        if let Some(me) = self.me.upgrade() {
+            self.dead_task.set(true);
+            crate::broker::spawn(me.dead_loop().instrument(self.span()));
+        }
     }
 
     /// Delivery waits while this many messages wait for their dead-letter records.
@@ -454,25 +466,18 @@ impl<I: Io> Channel<I> {
         st.dying.len() >= DYING_MAX || st.dying_bytes >= DYING_BYTES_MAX
     }
 
-    /// The dead-letter task: writes what died, batch by batch (ends when the channel is
-    /// deleted).
+    /// The dead-letter task: writes what died, batch by batch; ends when nothing waits (or
+    /// the channel is deleted).
     pub(super) async fn dead_loop(self: Rc<Self>) {
-        loop {
-            if self.deleted.get() {
-                return;
-            }
-            if self.state.borrow().dying.is_empty() {
-                self.wake_dead.notified().await;
-                continue;
-            }
+        while !self.deleted.get() && !self.state.borrow().dying.is_empty() {
             if let Err(e) = self.commit_dying().await {
                 tracing::error!(topic = %self.topic_name, channel = %self.name,
                     "writing dead letters: {e} (retrying)");
                 // Back off instead of spinning on a failing disk.
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), self.wake_dead.notified()).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+        self.dead_task.set(false);
     }
 
     /// Appends a letter for every dying message, fsyncs once, then takes them out of the

@@ -49,7 +49,16 @@ impl<I: Io> Channel<I> {
             if self.deleted.get() {
                 return;
             }
-            match self.pump().await {
+            // A channel no one is ready to read from waits without calling the pump. The pump
+            // runs boxed: the task's future stays small while it waits (an idle channel costs a
+            // few bytes, not the whole read and delivery path).
+            self.check_rollback();
+            let pumped = if self.can_deliver() {
+                Box::pin(self.pump()).await
+            } else {
+                Ok(Pumped::Idle)
+            };
+            match pumped {
                 Ok(Pumped::Idle) => self.wake_dispatch.notified().await,
                 Ok(Pumped::WaitLog(seq_end)) => {
                     let progress = tokio::select! {
@@ -75,12 +84,16 @@ impl<I: Io> Channel<I> {
         }
     }
 
+    /// Whether a ready client could take a message now.
+    fn can_deliver(&self) -> bool {
+        !self.deleted.get() && !self.paused.get() && self.any_consumer_ready()
+    }
+
     /// Hands out as much as ready clients can take.
     async fn pump(&self) -> Result<Pumped, Error> {
-        self.check_rollback();
         let mut now = Instant::now();
         loop {
-            if self.deleted.get() || self.paused.get() || !self.any_consumer_ready() {
+            if !self.can_deliver() {
                 return Ok(Pumped::Idle);
             }
             if self.dying_full() {

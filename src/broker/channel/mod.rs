@@ -233,7 +233,11 @@ pub struct Channel<I: Io = UringIo> {
     dead_log: RefCell<Option<Log<I>>>,
     /// What the state says of the dead letters (count, what was removed).
     dead: RefCell<dead::DeadBook>,
-    wake_dead: Notify,
+    /// Whether the dead-letter task runs: only while messages wait for their letters (see
+    /// [`Channel::die`]); a channel that never sees one has no such task.
+    dead_task: Cell<bool>,
+    /// This channel, for the tasks it starts on demand.
+    me: std::rc::Weak<Self>,
     /// One writer of dead letters at a time (the dead-letter task, a shutdown).
     dead_write_lock: tokio::sync::Mutex<()>,
     /// One requeue or empty of the dead letters at a time.
@@ -309,7 +313,7 @@ impl<I: Io> Channel<I> {
         let rollback_gen = store.rollback_gen();
         let max_attempts = cfg.max_attempts;
         let ttl_ns = u64::try_from(cfg.message_ttl.as_nanos()).unwrap_or(u64::MAX);
-        Rc::new(Self {
+        Rc::new_cyclic(|me| Self {
             name,
             topic_name,
             ephemeral,
@@ -334,7 +338,8 @@ impl<I: Io> Channel<I> {
             dead_dir,
             dead_log: RefCell::new(None),
             dead: RefCell::new(dead::DeadBook::default()),
-            wake_dead: Notify::new(),
+            dead_task: Cell::new(false),
+            me: me.clone(),
             dead_write_lock: tokio::sync::Mutex::new(()),
             dead_op_lock: tokio::sync::Mutex::new(()),
             overrides: Cell::new(SnapConfig::default()),
@@ -353,14 +358,18 @@ impl<I: Io> Channel<I> {
         })
     }
 
-    /// Starts the dispatcher, timer and dead-letter tasks (they end when the channel is
-    /// deleted).
+    /// Starts the dispatcher and timer tasks (they end when the channel is deleted; the
+    /// dead-letter task starts when a message dies, see [`Channel::die`]).
     pub fn start(self: &Rc<Self>) {
         use tracing::Instrument as _;
-        let span = tracing::info_span!("channel", topic = %self.topic_name, channel = %self.name);
+        let span = self.span();
         crate::broker::spawn(Rc::clone(self).dispatch_loop().instrument(span.clone()));
-        crate::broker::spawn(Rc::clone(self).timer_loop().instrument(span.clone()));
-        crate::broker::spawn(Rc::clone(self).dead_loop().instrument(span));
+        crate::broker::spawn(Rc::clone(self).timer_loop().instrument(span));
+    }
+
+    /// What the channel's tasks log under.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("channel", topic = %self.topic_name, channel = %self.name)
     }
 
     /// New records were appended to the topic, or something else may let delivery continue.
@@ -372,7 +381,6 @@ impl<I: Io> Channel<I> {
         self.deleted.set(true);
         self.wake_dispatch.notify_one();
         self.wake_timer.notify_one();
-        self.wake_dead.notify_one();
     }
 
     /// The state changed: to be saved (at the next ~100 ms save, and at the next sync point).

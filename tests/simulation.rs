@@ -74,6 +74,9 @@ const REGRESSIONS: &[(u64, usize)] = &[
     (57, 400),
     // A parked copy outlives its topic record after a power cut (the model learned it).
     (115, 400),
+    // ...and so does a DPUB's, parked before its first delivery: delivered from the park log
+    // past the topic's end after a crash (the model learned it).
+    (5077, 400),
 ];
 
 const TOPICS: usize = 3;
@@ -164,6 +167,8 @@ struct Msg {
     order: u64,
     /// The publisher got `OK`.
     acked: bool,
+    /// Published with a delay (DPUB): it may be parked before its first delivery.
+    deferred: bool,
     /// A crash may have taken it (what the ack policy allows to be lost).
     at_risk: bool,
 }
@@ -252,8 +257,12 @@ impl Model {
         let (topic, seq) = (m.topic, m.seq);
         // A first delivery comes from the topic's log; a later one may come from the channel's
         // park log (a copy fsynced before the channel referred to it), which can outlive the
-        // topic's record (a power cut loses what the topic's log had not synced).
-        if let (1, Some(t)) = (attempts, self.topics.get(topic).and_then(Option::as_ref)) {
+        // topic's record (a power cut loses what the topic's log had not synced). So may the
+        // first delivery of an acknowledged DPUB: deferred past the next sync point, it is
+        // parked before it is ever delivered.
+        let maybe_parked = attempts > 1 || (m.deferred && m.acked);
+        let topic_log = self.topics.get(topic).and_then(Option::as_ref);
+        if let (false, Some(t)) = (maybe_parked, topic_log) {
             let log = t.log().expect("durable topic");
             let visible = match self.policy {
                 Some(Policy::Written) => Some(("written", log.written().seq)),
@@ -740,6 +749,7 @@ impl Sim {
                     seq: end_before + i as u64,
                     order,
                     acked: false,
+                    deferred: defer.is_some(),
                     at_risk: false,
                 });
                 first + i
@@ -752,6 +762,7 @@ impl Sim {
                 seq: u64::MAX,
                 order,
                 acked: false,
+                deferred: defer.is_some(),
                 at_risk: true,
             });
         }
